@@ -1,0 +1,36 @@
+# Two commands: `make run` serves the API, `make test` checks everything.
+# Each builds the virtualenv it needs (.venv, ignored by git) from pyproject.toml.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Development tokens for `make run` only; set API_TOKENS yourself for anything shared.
+DEV_TOKENS := admin:dev-admin-token,writer:dev-writer-token,reader:dev-reader-token
+
+.PHONY: run test lint format bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	API_TOKENS="$${API_TOKENS:-$(DEV_TOKENS)}" $(BIN)/product-status serve
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy .
+
+test: lint
+	$(BIN)/pytest -q
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python bench/commands_http.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
