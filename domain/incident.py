@@ -1,0 +1,240 @@
+"""The Incident aggregate: the write state that commands decide on, and its events.
+
+The state is slim: only what decisions need (status, deletion, how many updates, which
+request keys were used). Display fields travel in the events and live in projections.
+Time and ids come in from the caller, so every decision is deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.domain import BaseAggregate, CanInitAggregate, CanMutateAggregate
+
+from domain.errors import (
+    IncidentDeleted,
+    InitialStatusRefused,
+    TransitionRefused,
+    UpdateLimitReached,
+)
+from domain.values import IncidentType, Severity, Status, UpdateType, may_move
+
+EVENT_TYPE_PREFIX = "com.example.incident."
+
+# The details an incident's owner may change after creation (never its status).
+DETAIL_FIELDS = (
+    "title",
+    "description",
+    "severity",
+    "incident_type",
+    "affected_services",
+    "affected_regions",
+    "start_time",
+    "public_message",
+    "internal_notes",
+    "is_public",
+    "rss_enabled",
+)
+
+
+@dataclass(frozen=True)
+class IncidentEvent(CanMutateAggregate[str]):
+    """Base of every incident event; `timestamp` is when it happened."""
+
+    originator_id: str
+    originator_version: int
+    timestamp: datetime
+
+
+class Incident(BaseAggregate[str]):
+    TOPIC = "com.example.incident"
+
+    def __init__(self) -> None:
+        # Filled in by Created.apply(); declared here for readers and type checkers.
+        self.status: Status = Status.INVESTIGATING
+        self.deleted = False
+        self.update_count = 0
+        self.update_keys: dict[str, int] = {}
+
+    @dataclass(frozen=True)
+    class Event(IncidentEvent):
+        """The aggregate's base event class (never recorded itself)."""
+
+    @dataclass(frozen=True)
+    class Created(Event, CanInitAggregate[str]):
+        TOPIC = EVENT_TYPE_PREFIX + "created"
+        originator_topic: str
+        title: str
+        description: str
+        status: Status
+        severity: Severity
+        incident_type: IncidentType
+        affected_services: tuple[str, ...]
+        affected_regions: tuple[str, ...]
+        start_time: datetime
+        public_message: str
+        internal_notes: str
+        is_public: bool
+        rss_enabled: bool
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = Status(self.status)
+
+    @dataclass(frozen=True)
+    class DetailsChanged(Event):
+        """Only the changed details are carried, in `changes`."""
+
+        TOPIC = EVENT_TYPE_PREFIX + "updated"
+        changes: dict[str, Any]
+
+    @dataclass(frozen=True)
+    class UpdateAdded(Event):
+        TOPIC = EVENT_TYPE_PREFIX + "update_added"
+        number: int
+        status: Status
+        previous_status: Status
+        message: str
+        public_message: str
+        update_type: UpdateType
+        author: str | None
+        request_key: str | None
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = Status(self.status)
+            aggregate.update_count = self.number
+            if self.request_key is not None:
+                aggregate.update_keys[self.request_key] = self.originator_version
+
+    @dataclass(frozen=True)
+    class Resolved(Event):
+        TOPIC = EVENT_TYPE_PREFIX + "resolved"
+        resolved_at: datetime
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = Status.RESOLVED
+
+    @dataclass(frozen=True)
+    class Deleted(Event):
+        TOPIC = EVENT_TYPE_PREFIX + "deleted"
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.deleted = True
+
+    # Commands. Each checks the rules, then records events; the events' apply() methods
+    # only evolve state, because they run again on every replay.
+
+    @classmethod
+    def declare(
+        cls,
+        *,
+        incident_id: str,
+        at: datetime,
+        title: str,
+        description: str = "",
+        status: Status = Status.INVESTIGATING,
+        severity: Severity = Severity.MEDIUM,
+        incident_type: IncidentType = IncidentType.OTHER,
+        affected_services: tuple[str, ...] = (),
+        affected_regions: tuple[str, ...] = (),
+        start_time: datetime | None = None,
+        public_message: str = "",
+        internal_notes: str = "",
+        is_public: bool = True,
+        rss_enabled: bool = True,
+    ) -> Incident:
+        if not status.is_active:
+            raise InitialStatusRefused(status)
+        return cls._create(
+            cls.Created,
+            id=incident_id,
+            timestamp=at,
+            title=title,
+            description=description,
+            status=status,
+            severity=severity,
+            incident_type=incident_type,
+            affected_services=affected_services,
+            affected_regions=affected_regions,
+            start_time=start_time or at,
+            public_message=public_message,
+            internal_notes=internal_notes,
+            is_public=is_public,
+            rss_enabled=rss_enabled,
+        )
+
+    def change_details(self, *, at: datetime, changes: dict[str, Any]) -> None:
+        """Records the given detail changes; the caller passes only what differs."""
+        self._check_not_deleted()
+        unknown = set(changes) - set(DETAIL_FIELDS)
+        if unknown:
+            raise ValueError(f"not a detail of an incident: {', '.join(sorted(unknown))}")
+        if changes:
+            self.trigger_event(self.DetailsChanged, timestamp=at, changes=dict(changes))
+
+    def add_update(
+        self,
+        *,
+        at: datetime,
+        max_updates: int,
+        message: str = "",
+        public_message: str = "",
+        status: Status | None = None,
+        update_type: UpdateType = UpdateType.STATUS_UPDATE,
+        author: str | None = None,
+        request_key: str | None = None,
+    ) -> None:
+        self._check_not_deleted()
+        if self.update_count >= max_updates:
+            raise UpdateLimitReached(max_updates)
+        new_status = self.status if status is None else status
+        if not may_move(self.status, new_status):
+            raise TransitionRefused(self.status, new_status)
+        resolves = self.status.is_active and new_status is Status.RESOLVED
+        self.trigger_event(
+            self.UpdateAdded,
+            timestamp=at,
+            number=self.update_count + 1,
+            status=new_status,
+            previous_status=self.status,
+            message=message,
+            public_message=public_message,
+            update_type=update_type,
+            author=author,
+            request_key=request_key,
+        )
+        if resolves:
+            self.trigger_event(self.Resolved, timestamp=at, resolved_at=at)
+
+    def delete(self, *, at: datetime) -> None:
+        self._check_not_deleted()
+        self.trigger_event(self.Deleted, timestamp=at)
+
+    def version_of_update(self, request_key: str) -> int | None:
+        """The version at which an update with this request key was recorded, if any."""
+        return self.update_keys.get(request_key)
+
+    def _check_not_deleted(self) -> None:
+        if self.deleted:
+            raise IncidentDeleted(self.id)
+
+
+EVENT_TYPES: tuple[str, ...] = tuple(
+    cls.TOPIC
+    for cls in (
+        Incident.Created,
+        Incident.DetailsChanged,
+        Incident.UpdateAdded,
+        Incident.Resolved,
+        Incident.Deleted,
+    )
+)
+
+
+def event_type_named(name: str) -> str:
+    """The full CloudEvents type for a full or short name (`created`)."""
+    full = name if name.startswith(EVENT_TYPE_PREFIX) else EVENT_TYPE_PREFIX + name
+    if full not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {name!r}; known: {', '.join(EVENT_TYPES)}")
+    return full

@@ -1,0 +1,61 @@
+"""Value types of an incident: its lifecycle states and its classifications."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    INVESTIGATING = "investigating"
+    IDENTIFIED = "identified"
+    MONITORING = "monitoring"
+    RESOLVED = "resolved"
+    POST_INCIDENT = "post_incident"
+
+    @property
+    def is_active(self) -> bool:
+        return self in ACTIVE_STATUSES
+
+
+ACTIVE_STATUSES = frozenset({Status.INVESTIGATING, Status.IDENTIFIED, Status.MONITORING})
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    MINOR = "minor"
+
+
+class IncidentType(StrEnum):
+    OUTAGE = "outage"
+    DEGRADED_PERFORMANCE = "degraded_performance"
+    MAINTENANCE = "maintenance"
+    SECURITY = "security"
+    FEATURE_DISABLED = "feature_disabled"
+    OTHER = "other"
+
+
+class UpdateType(StrEnum):
+    STATUS_UPDATE = "status_update"
+    INVESTIGATION = "investigation"
+    IDENTIFIED = "identified"
+    MONITORING = "monitoring"
+    RESOLUTION = "resolution"
+    POST_INCIDENT = "post_incident"
+    MAINTENANCE = "maintenance"
+    OTHER = "other"
+
+
+def may_move(current: Status, requested: Status) -> bool:
+    """The lifecycle: active states move freely among themselves, any active state may
+    resolve, a resolved incident may go to post-incident review or be reopened, and
+    post-incident is final. Staying in the same state is not a move."""
+    if current is requested:
+        return True
+    if current.is_active:
+        return requested.is_active or requested is Status.RESOLVED
+    if current is Status.RESOLVED:
+        return requested.is_active or requested is Status.POST_INCIDENT
+    return False
