@@ -1,0 +1,311 @@
+"""The write application: one short method per command (load, decide, save).
+
+Concurrency: a save that loses a race on the incident's version raises IntegrityError.
+With an expected version (If-Match) that is final (VersionMismatch); without one the
+command is decided again on the fresh state after a jittered back-off, so concurrent
+updates all land.
+
+Idempotency lives in the event store itself, so it survives restarts and races: a create
+with a key gets an incident id derived from the key (two racing creates collide on it),
+and a status update records its key, which the aggregate remembers.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import NAMESPACE_URL, uuid5
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import Environment, get_topic
+
+from commands.cloudevents import CloudEventMapper
+from domain.incident import DETAIL_FIELDS, Incident, IncidentEvent
+from domain.values import IncidentType, Severity, Status, UpdateType
+
+T = TypeVar("T")
+
+
+class CommandError(Exception):
+    """A command that cannot be carried out for a reason outside the incident's rules."""
+
+
+class IncidentNotFound(CommandError):
+    def __init__(self, incident_id: str) -> None:
+        super().__init__(f"no incident with id {incident_id}")
+        self.incident_id = incident_id
+
+
+class VersionMismatch(CommandError):
+    def __init__(self, expected: int, current: int) -> None:
+        super().__init__(
+            f"the incident is at version {current}, not the expected version {expected}"
+        )
+        self.expected = expected
+        self.current = current
+
+
+class IdempotencyKeyReused(CommandError):
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"Idempotency-Key {key!r} was already used for a different request"
+        )
+        self.key = key
+
+
+class Contended(CommandError):
+    def __init__(self, incident_id: str) -> None:
+        super().__init__(
+            f"incident {incident_id} is changing too fast to apply this command; retry"
+        )
+        self.incident_id = incident_id
+
+
+@dataclass(frozen=True)
+class NewIncident:
+    title: str
+    description: str = ""
+    status: Status = Status.INVESTIGATING
+    severity: Severity = Severity.MEDIUM
+    incident_type: IncidentType = IncidentType.OTHER
+    affected_services: tuple[str, ...] = ()
+    affected_regions: tuple[str, ...] = ()
+    start_time: datetime | None = None
+    public_message: str = ""
+    internal_notes: str = ""
+    is_public: bool = True
+    rss_enabled: bool = True
+    # Names of the fields the client actually sent (an idempotent retry must match them).
+    given: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class NewUpdate:
+    message: str = ""
+    public_message: str = ""
+    status: Status | None = None
+    update_type: UpdateType = UpdateType.STATUS_UPDATE
+    author: str | None = None
+
+
+@dataclass(frozen=True)
+class Written:
+    """The outcome of a command: the incident's events up to the answer, and where the
+    new events landed in the store (None when the command recorded nothing new)."""
+
+    incident_id: str
+    history: Sequence[IncidentEvent]
+    position: int | None
+    recorded: bool
+
+    @property
+    def version(self) -> int:
+        return self.history[-1].originator_version
+
+
+class IncidentCommands(Application[str]):
+    """Decides incident commands and stores their events as CloudEvents documents."""
+
+    name = "incidents"
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        *,
+        clock: Callable[[], datetime],
+        new_incident_id: Callable[[], str],
+        max_updates: int,
+        retry_budget_seconds: float = 10.0,
+    ) -> None:
+        self.clock = clock
+        self.new_incident_id = new_incident_id
+        self.max_updates = max_updates
+        self.retry_budget_seconds = retry_budget_seconds
+        super().__init__(
+            {
+                **env,
+                "MAPPER_TOPIC": get_topic(CloudEventMapper),
+                "ORIGINATOR_ID_TYPE": "text",
+            }
+        )
+
+    def construct_env(self, name: str, env: Mapping[str, str] | None = None) -> Environment:
+        # Only the settings given by the composition root: never the process environment.
+        return Environment(name, dict(env or {}))
+
+    # Commands.
+
+    def create(self, new: NewIncident, request_key: str | None = None) -> Written:
+        incident_id = incident_id_for_key(request_key) if request_key else self.new_incident_id()
+        incident = Incident.declare(
+            incident_id=incident_id,
+            at=self.clock(),
+            title=new.title,
+            description=new.description,
+            status=new.status,
+            severity=new.severity,
+            incident_type=new.incident_type,
+            affected_services=new.affected_services,
+            affected_regions=new.affected_regions,
+            start_time=new.start_time,
+            public_message=new.public_message,
+            internal_notes=new.internal_notes,
+            is_public=new.is_public,
+            rss_enabled=new.rss_enabled,
+        )
+        try:
+            return self._save(incident, [])
+        except IntegrityError:
+            if request_key is None:
+                raise
+        # A retry (or a racing twin) of a create with the same key: answer as the first.
+        history = self.history(incident_id)
+        created = history[0]
+        if not _matches(created, new, new.given):
+            raise IdempotencyKeyReused(request_key)
+        return Written(incident_id, history[:1], None, recorded=False)
+
+    def change_details(
+        self, incident_id: str, changes: Mapping[str, Any], expected_version: int | None = None
+    ) -> Written:
+        def decide(incident: Incident, history: Sequence[IncidentEvent]) -> None:
+            current = details_of(history)
+            differing = {k: v for k, v in changes.items() if current.get(k) != v}
+            incident.change_details(at=self.clock(), changes=differing)
+
+        return self._command(incident_id, expected_version, decide)
+
+    def add_update(
+        self,
+        incident_id: str,
+        update: NewUpdate,
+        expected_version: int | None = None,
+        request_key: str | None = None,
+    ) -> Written:
+        def replay(incident: Incident, history: Sequence[IncidentEvent]) -> Written | None:
+            version = incident.version_of_update(request_key) if request_key else None
+            if version is None:
+                return None
+            recorded = history[version - 1]
+            if not _update_matches(recorded, update):
+                raise IdempotencyKeyReused(str(request_key))
+            # The first answer: the incident as it stood after that command's events.
+            end = version
+            while end < len(history) and history[end].timestamp == recorded.timestamp:
+                end += 1
+            return Written(incident_id, history[:end], None, recorded=False)
+
+        def decide(incident: Incident, _: Sequence[IncidentEvent]) -> None:
+            incident.add_update(
+                at=self.clock(),
+                max_updates=self.max_updates,
+                message=update.message,
+                public_message=update.public_message,
+                status=update.status,
+                update_type=update.update_type,
+                author=update.author,
+                request_key=request_key,
+            )
+
+        return self._command(incident_id, expected_version, decide, replay)
+
+    def delete(self, incident_id: str, expected_version: int | None = None) -> Written:
+        def decide(incident: Incident, _: Sequence[IncidentEvent]) -> None:
+            if incident.deleted:
+                raise IncidentNotFound(incident_id)
+            incident.delete(at=self.clock())
+
+        return self._command(incident_id, expected_version, decide)
+
+    # Reading the write side's own events (audit, answers to commands).
+
+    def history(self, incident_id: str) -> list[IncidentEvent]:
+        events: list[IncidentEvent] = list(self.events.get(incident_id))  # type: ignore[arg-type]
+        if not events:
+            raise IncidentNotFound(incident_id)
+        return events
+
+    # Machinery.
+
+    def _load(self, incident_id: str) -> tuple[Incident, list[IncidentEvent]]:
+        history = self.history(incident_id)
+        incident: Any = None
+        for event in history:
+            incident = event.mutate(incident)
+        return incident, history
+
+    def _save(self, incident: Incident, history: Sequence[IncidentEvent]) -> Written:
+        new_events: list[IncidentEvent] = list(incident.collect_events())  # type: ignore[arg-type]
+        if not new_events:
+            return Written(incident.id, history, None, recorded=False)
+        recordings = self.save(*new_events)
+        position = max(r.notification.id for r in recordings)
+        return Written(incident.id, [*history, *new_events], position, recorded=True)
+
+    def _command(
+        self,
+        incident_id: str,
+        expected_version: int | None,
+        decide: Callable[[Incident, Sequence[IncidentEvent]], None],
+        replay: Callable[[Incident, Sequence[IncidentEvent]], Written | None] | None = None,
+    ) -> Written:
+        deadline = time.monotonic() + self.retry_budget_seconds
+        attempt = 0
+        while True:
+            incident, history = self._load(incident_id)
+            answered = replay(incident, history) if replay else None
+            if answered is not None:
+                return answered
+            if expected_version is not None and expected_version != incident.version:
+                raise VersionMismatch(expected_version, incident.version)
+            decide(incident, history)
+            try:
+                return self._save(incident, history)
+            except IntegrityError:
+                if expected_version is not None:
+                    # Lost the race for the expected version. A racing twin with the
+                    # same request key may have won it: then its answer is ours.
+                    incident, history = self._load(incident_id)
+                    answered = replay(incident, history) if replay else None
+                    if answered is not None:
+                        return answered
+                    raise VersionMismatch(expected_version, incident.version) from None
+                attempt += 1
+                if time.monotonic() >= deadline:
+                    raise Contended(incident_id) from None
+                time.sleep(random.uniform(0, min(0.05, 0.002 * 2**attempt)))
+
+
+def incident_id_for_key(request_key: str) -> str:
+    return "incident-" + uuid5(NAMESPACE_URL, f"/idempotency-key/{request_key}").hex
+
+
+def details_of(history: Sequence[IncidentEvent]) -> dict[str, Any]:
+    """The incident's current details, folded from its events."""
+    details: dict[str, Any] = {}
+    for event in history:
+        if isinstance(event, Incident.Created):
+            details = {name: getattr(event, name) for name in DETAIL_FIELDS}
+        elif isinstance(event, Incident.DetailsChanged):
+            details.update(event.changes)
+    return details
+
+
+def _matches(created: IncidentEvent, new: NewIncident, given: frozenset[str]) -> bool:
+    return all(getattr(created, name) == getattr(new, name) for name in given)
+
+
+def _update_matches(recorded: IncidentEvent, update: NewUpdate) -> bool:
+    assert isinstance(recorded, Incident.UpdateAdded)
+    return (
+        recorded.message == update.message
+        and recorded.public_message == update.public_message
+        and recorded.update_type == update.update_type
+        and recorded.author == update.author
+        and (update.status is None or recorded.status == update.status)
+    )
