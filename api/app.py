@@ -1,0 +1,25 @@
+"""The FastAPI application, built around already-constructed services."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from api import problems
+from api.limits import BodySizeLimit
+from api.routes import events, health, incidents
+from infra.bootstrap import Services
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(
+        title="Product Status",
+        version="0.1.0",
+        description="Declare incidents, post status updates, and tell everyone who needs to know.",
+    )
+    app.state.services = services
+    problems.install(app)
+    app.add_middleware(BodySizeLimit)
+    app.include_router(health.router)
+    app.include_router(incidents.router)
+    app.include_router(events.router)
+    return app

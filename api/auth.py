@@ -1,0 +1,60 @@
+"""Bearer tokens with roles: reader < writer < admin. Reads without a token are public."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.problems import Problem
+from infra.settings import Role
+
+_RANK: dict[str, int] = {"reader": 1, "writer": 2, "admin": 3}
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="product-status"'}
+
+
+@dataclass(frozen=True)
+class Caller:
+    role: Role | None
+
+    @property
+    def is_reader(self) -> bool:
+        """May see everything: non-public incidents and internal fields."""
+        return self.role is not None
+
+    def at_least(self, role: Role) -> bool:
+        return self.role is not None and _RANK[self.role] >= _RANK[role]
+
+
+def identify(request: Request) -> Caller:
+    header = request.headers.get("authorization")
+    if header is None:
+        return Caller(None)
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Problem(401, "Authorization must be 'Bearer <token>'", headers=_CHALLENGE)
+    tokens: dict[str, Role] = request.app.state.services.settings.api_tokens
+    for known, role in tokens.items():
+        if hmac.compare_digest(known.encode(), token.encode()):
+            return Caller(role)
+    raise Problem(401, "the bearer token is not valid", headers=_CHALLENGE)
+
+
+def _requiring(role: Role) -> object:
+    def check(caller: Annotated[Caller, Depends(identify)]) -> Caller:
+        if caller.role is None:
+            raise Problem(401, f"this needs a bearer token with the {role} role",
+                          headers=_CHALLENGE)
+        if not caller.at_least(role):
+            raise Problem(403, f"this needs the {role} role; the token has {caller.role}")
+        return caller
+
+    return check
+
+
+AnyCaller = Annotated[Caller, Depends(identify)]
+Reader = Annotated[Caller, Depends(_requiring("reader"))]
+Writer = Annotated[Caller, Depends(_requiring("writer"))]

@@ -1,0 +1,55 @@
+"""Typed dependencies shared by the routers."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from api.problems import Problem
+from commands.application import IncidentCommands
+from infra.bootstrap import Services
+from infra.event_log import EventLog
+
+_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+def commands(request: Request) -> IncidentCommands:
+    return services(request).commands
+
+
+def event_log(request: Request) -> EventLog:
+    return services(request).event_log
+
+
+def expected_version(if_match: Annotated[str | None, Header()] = None) -> int | None:
+    """The version named by If-Match; `*` (any) and absence mean no expectation. A tag
+    that is not one of ours can never match, so it is answered 412."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    first = if_match.split(",")[0]
+    found = _ETAG.match(first)
+    if found is None:
+        raise Problem(412, f"If-Match {if_match!r} does not match the incident's ETag")
+    return int(found.group(1))
+
+
+def idempotency_key(idempotency_key: Annotated[str | None, Header()] = None) -> str | None:
+    if idempotency_key is None:
+        return None
+    if not _KEY.match(idempotency_key):
+        raise Problem(400, "Idempotency-Key must be 1-255 visible ASCII characters")
+    return idempotency_key
+
+
+Commands = Annotated[IncidentCommands, Depends(commands)]
+Log = Annotated[EventLog, Depends(event_log)]
+ExpectedVersion = Annotated[int | None, Depends(expected_version)]
+IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]

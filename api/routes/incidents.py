@@ -1,0 +1,109 @@
+"""Commands on incidents, and one incident read back from its events."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime
+
+from api.auth import AnyCaller, Writer
+from api.deps import Commands, ExpectedVersion, IdempotencyKey, Log
+from api.problems import Problem
+from api.render import event_list_response, incident_response, public_document
+from api.schemas import IncidentChange, IncidentCreate, IncidentOut, UpdateCreate
+from commands.application import NewIncident, NewUpdate, Written
+from projections.incident_history import IncidentRecord, fold
+
+router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
+
+
+def _record(written: Written) -> IncidentRecord:
+    record = fold(written.history)
+    assert record is not None
+    return record
+
+
+def _answer(written: Written, status_code: int = 200) -> JSONResponse:
+    headers = {"Location": f"/api/v1/incidents/{written.incident_id}"}
+    if not written.recorded:
+        headers["Idempotent-Replayed"] = "true"
+    return incident_response(_record(written), internal=True, status_code=status_code,
+                             headers=headers)
+
+
+@router.post("", status_code=201, response_model=IncidentOut)
+def create_incident(
+    body: IncidentCreate, _: Writer, commands: Commands, key: IdempotencyKey
+) -> JSONResponse:
+    fields = body.model_dump(exclude={"affected_services", "affected_regions"})
+    new = NewIncident(
+        **fields,
+        affected_services=tuple(body.affected_services),
+        affected_regions=tuple(body.affected_regions),
+        given=frozenset(body.model_fields_set),
+    )
+    return _answer(commands.create(new, request_key=key), 201)
+
+
+@router.get("/{incident_id}", response_model=IncidentOut)
+def get_incident(
+    incident_id: str,
+    caller: AnyCaller,
+    commands: Commands,
+    as_of: Annotated[AwareDatetime | None, Query(description="show it as it stood then")] = None,
+) -> JSONResponse:
+    record = fold(commands.history(incident_id), as_of=as_of)
+    if record is None or record.deleted or not (record.is_public or caller.is_reader):
+        raise Problem(404, f"no incident with id {incident_id}")
+    return incident_response(record, internal=caller.is_reader)
+
+
+@router.put("/{incident_id}", response_model=IncidentOut)
+def change_incident(
+    incident_id: str,
+    body: IncidentChange,
+    _: Writer,
+    commands: Commands,
+    expected: ExpectedVersion,
+) -> JSONResponse:
+    return _answer(commands.change_details(incident_id, body.changes(), expected))
+
+
+@router.delete("/{incident_id}", status_code=204)
+def delete_incident(
+    incident_id: str, _: Writer, commands: Commands, expected: ExpectedVersion
+) -> Response:
+    commands.delete(incident_id, expected)
+    return Response(status_code=204)
+
+
+@router.post("/{incident_id}/updates", status_code=201, response_model=IncidentOut)
+def add_update(
+    incident_id: str,
+    body: UpdateCreate,
+    _: Writer,
+    commands: Commands,
+    expected: ExpectedVersion,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    update = NewUpdate(**body.model_dump())
+    return _answer(commands.add_update(incident_id, update, expected, key), 201)
+
+
+@router.get("/{incident_id}/timeline")
+def incident_timeline(
+    incident_id: str, caller: AnyCaller, commands: Commands, log: Log
+) -> Response:
+    """Every stored event of the incident, oldest first; without a reader token only
+    public incidents, with internal fields removed."""
+    record = fold(commands.history(incident_id))
+    if record is None or not (record.is_public or caller.is_reader):
+        raise Problem(404, f"no incident with id {incident_id}")
+    if record.deleted and not caller.is_reader:
+        raise Problem(404, f"no incident with id {incident_id}")
+    documents = [e.document for e in log.read(0, record.version + 1_000, subject=incident_id)]
+    if not caller.is_reader:
+        documents = [d for d in map(public_document, documents) if d is not None]
+    return event_list_response(documents, incident_id=incident_id)

@@ -1,0 +1,110 @@
+"""The `product-status` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from infra.settings import Settings, SettingsError, load_settings
+
+
+def _serve(settings: Settings, _: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from infra.bootstrap import bootstrap
+
+    services = bootstrap(settings)
+    if not settings.api_tokens:
+        logging.getLogger("product_status").warning(
+            "API_TOKENS is not set: reads are public and every write will be refused (401)"
+        )
+    try:
+        uvicorn.run(create_app(services), host=settings.host, port=settings.port,
+                    log_level="info")
+    finally:
+        services.close()
+    return 0
+
+
+def _events(settings: Settings, args: argparse.Namespace) -> int:
+    from domain.incident import event_type_named
+    from infra.bootstrap import bootstrap
+
+    try:
+        types = [event_type_named(name) for name in args.type]
+    except ValueError as error:
+        print(f"product-status events: --type: {error}", file=sys.stderr)
+        return 2
+    services = bootstrap(settings)
+    out = sys.stdout.buffer
+    after, remaining = args.after, args.limit
+    try:
+        while remaining is None or remaining > 0:
+            batch = min(500, remaining) if remaining is not None else 500
+            events = services.event_log.read(after, batch, types, args.subject)
+            for event in events:
+                out.write(event.document + b"\n")
+            out.flush()
+            if len(events) < batch:
+                break
+            after = events[-1].position
+            if remaining is not None:
+                remaining -= len(events)
+    finally:
+        services.close()
+    return 0
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="product-status",
+        description="Incident management with an event-sourced CloudEvents log. "
+        "Settings come from the environment (DATABASE_URL, HOST, PORT, API_TOKENS, ...).",
+    )
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="serve the HTTP API",
+                                description="Serve the HTTP API on HOST:PORT.")
+    serve.set_defaults(run=_serve)
+    events = commands.add_parser(
+        "events",
+        help="print stored CloudEvents as JSON lines",
+        description="Print the stored CloudEvents, in store order, one JSON document a line.",
+    )
+    events.add_argument("--after", type=_non_negative, default=0,
+                        help="start after this store position (default 0)")
+    events.add_argument("--type", action="append", default=[],
+                        help="only this event type, full or short (repeatable)")
+    events.add_argument("--subject", help="only this incident id")
+    events.add_argument("--limit", type=_non_negative, default=None,
+                        help="print at most this many events")
+    events.set_defaults(run=_events)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"product-status: bad setting: {error}", file=sys.stderr)
+        return 2
+    code: int = args.run(settings, args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

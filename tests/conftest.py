@@ -1,0 +1,113 @@
+"""Shared fixtures: real stores (SQLite file, PostgreSQL database) and a real HTTP server."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from api.app import create_app
+from infra.bootstrap import Services, bootstrap
+from infra.settings import Settings, load_settings
+from tests.servers import create_database, drop_database, postgres_server
+
+TOKENS = {"admin": "admin-token", "writer": "writer-token", "reader": "reader-token"}
+WRITER = {"Authorization": f"Bearer {TOKENS['writer']}"}
+READER = {"Authorization": f"Bearer {TOKENS['reader']}"}
+
+
+def make_settings(database_url: str, **overrides: str) -> Settings:
+    env = {
+        "DATABASE_URL": database_url,
+        "API_TOKENS": ",".join(f"{role}:{token}" for role, token in TOKENS.items()),
+        **overrides,
+    }
+    return load_settings(env)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    url = create_database(postgres_server_url)
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """The same test body runs on SQLite and on PostgreSQL."""
+    name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    url: str = request.getfixturevalue(name)
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    built = bootstrap(settings)
+    yield built
+    built.close()
+
+
+class LiveServer:
+    """The API served by uvicorn on a free loopback port, in a background thread."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(create_app(services), log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the API server did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+@pytest.fixture
+def live_server(services: Services) -> Iterator[LiveServer]:
+    server = LiveServer(services)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def http(live_server: LiveServer) -> Iterator[httpx.Client]:
+    """A real HTTP client of the live server."""
+    with httpx.Client(base_url=live_server.url, timeout=30) as client:
+        yield client
