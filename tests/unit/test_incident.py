@@ -48,7 +48,9 @@ def test_a_new_incident_is_investigating_with_no_updates() -> None:
     events = incident.collect_events()
     assert [type(e) for e in events] == [Incident.Created]
     assert events[0].timestamp == T0
-    assert events[0].start_time == T0  # defaults to when it was declared
+    created = events[0]
+    assert isinstance(created, Incident.Created)
+    assert created.start_time == T0  # defaults to when it was declared
     assert incident.status is Status.INVESTIGATING
     assert incident.version == 1
 
@@ -83,7 +85,9 @@ def test_resolving_records_the_update_and_the_resolution_together(active: Status
     incident.add_update(at=at, max_updates=100, status=Status.RESOLVED, message="fixed")
     events = incident.collect_events()
     assert [type(e) for e in events] == [Incident.UpdateAdded, Incident.Resolved]
-    assert events[1].resolved_at == at
+    resolution = events[1]
+    assert isinstance(resolution, Incident.Resolved)
+    assert resolution.resolved_at == at
 
 
 def test_reopening_and_staying_resolved_record_no_resolution() -> None:
@@ -130,7 +134,9 @@ def test_changing_details_records_only_what_is_given() -> None:
     incident.change_details(at=T0, changes={})
     events = incident.collect_events()
     assert len(events) == 1
-    assert events[0].changes == {"title": "Database degraded"}
+    change = events[0]
+    assert isinstance(change, Incident.DetailsChanged)
+    assert change.changes == {"title": "Database degraded"}
 
 
 def test_status_is_not_a_detail() -> None:
