@@ -30,7 +30,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 bench: $(STAMP)
-	$(BIN)/python bench/commands_http.py
+	$(BIN)/python -m bench.commands_http
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -65,6 +65,7 @@ def settings(database_url: str) -> Settings:
 @pytest.fixture
 def services(settings: Settings) -> Iterator[Services]:
     built = bootstrap(settings)
+    built.start_projections()
     yield built
     built.close()
 
@@ -74,7 +75,8 @@ class LiveServer:
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP so asyncio sets TCP_NODELAY (else each keep-alive answer waits ~40 ms).
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
