@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from api import problems
 from api.limits import BodySizeLimit
-from api.routes import events, health, incidents
+from api.routes import events, health, incidents, queries
 from infra.bootstrap import Services
 
 
@@ -20,6 +20,7 @@ def create_app(services: Services) -> FastAPI:
     problems.install(app)
     app.add_middleware(BodySizeLimit)
     app.include_router(health.router)
+    app.include_router(queries.router)  # fixed paths before /incidents/{incident_id}
     app.include_router(incidents.router)
     app.include_router(events.router)
     return app

@@ -11,6 +11,7 @@ from api.problems import Problem
 from commands.application import IncidentCommands
 from infra.bootstrap import Services
 from infra.event_log import EventLog
+from projections.queries import IncidentQueries
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
@@ -23,6 +24,10 @@ def services(request: Request) -> Services:
 
 def commands(request: Request) -> IncidentCommands:
     return services(request).commands
+
+
+def queries(request: Request) -> IncidentQueries:
+    return services(request).queries
 
 
 def event_log(request: Request) -> EventLog:
@@ -51,5 +56,6 @@ def idempotency_key(idempotency_key: Annotated[str | None, Header()] = None) -> 
 
 Commands = Annotated[IncidentCommands, Depends(commands)]
 Log = Annotated[EventLog, Depends(event_log)]
+Queries = Annotated[IncidentQueries, Depends(queries)]
 ExpectedVersion = Annotated[int | None, Depends(expected_version)]
 IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]

@@ -126,6 +126,8 @@ class IncidentCommands(Application[str]):
         self.new_incident_id = new_incident_id
         self.max_updates = max_updates
         self.retry_budget_seconds = retry_budget_seconds
+        # Called with the store position after each commit (read-your-writes, wake-ups).
+        self.listeners: list[Callable[[int], None]] = []
         super().__init__(
             {
                 **env,
@@ -245,6 +247,8 @@ class IncidentCommands(Application[str]):
             return Written(incident.id, history, None, recorded=False)
         recordings = self.save(*new_events)
         position = max(r.notification.id for r in recordings)
+        for listener in self.listeners:
+            listener(position)
         return Written(incident.id, [*history, *new_events], position, recorded=True)
 
     def _command(

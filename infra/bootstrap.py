@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from commands.application import IncidentCommands
+from infra.consistency import ReadBarrier
+from infra.database import Database, PostgresDatabase, SQLiteDatabase
 from infra.event_log import EventLog
+from infra.projector import Projector
 from infra.settings import Settings
+from infra.store_listener import StoreListener
+from projections.queries import IncidentQueries
+
+log = logging.getLogger("product_status")
 
 
 @dataclass
@@ -18,9 +27,32 @@ class Services:
     settings: Settings
     commands: IncidentCommands
     event_log: EventLog
+    database: Database
+    projector: Projector
+    queries: IncidentQueries
+    barrier: ReadBarrier
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start_projections(self) -> None:
+        """Runs the projectors in this process, in the background."""
+        self._start(self.projector.run, "projector", self._stop)
+        if isinstance(self.database, PostgresDatabase):
+            listener = StoreListener(self.database, self.projector.wake)
+            self._start(listener.run, "store-listener", self._stop)
+
+    def _start(self, target: object, name: str, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)  # type: ignore[arg-type]
+        thread.start()
+        self._threads.append(thread)
 
     def close(self) -> None:
+        self._stop.set()
+        self.projector.wake.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
         self.commands.close()
+        self.database.close()
 
 
 def now() -> datetime:
@@ -31,18 +63,26 @@ def new_incident_id() -> str:
     return "incident-" + uuid.uuid4().hex
 
 
+def sqlite_path(settings: Settings) -> Path | None:
+    url = settings.database_url
+    if url is None:
+        return settings.data_dir / "product-status.db"
+    if url.startswith("sqlite:"):
+        return Path(urlsplit(url).path)
+    return None
+
+
 def persistence_env(settings: Settings) -> dict[str, str]:
     """eventsourcing's persistence settings for the configured database."""
-    url = settings.database_url
-    if url is None or url.startswith("sqlite:"):
-        path = Path(urlsplit(url).path) if url else settings.data_dir / "product-status.db"
+    path = sqlite_path(settings)
+    if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         return {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": str(path),
             "SQLITE_LOCK_TIMEOUT": "30",
         }
-    parts = urlsplit(url)
+    parts = urlsplit(settings.database_url or "")
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")),
@@ -56,12 +96,36 @@ def persistence_env(settings: Settings) -> dict[str, str]:
     }
 
 
+def open_database(settings: Settings, commands: IncidentCommands) -> Database:
+    path = sqlite_path(settings)
+    if path is not None:
+        return SQLiteDatabase(path)
+    table: str = commands.recorder.events_table_name  # type: ignore[attr-defined]
+    return PostgresDatabase(str(settings.database_url), table)
+
+
 def bootstrap(settings: Settings) -> Services:
-    """Builds every part from the settings; creates the tables if missing."""
+    """Builds every part from the settings; creates the tables if missing. Nothing runs
+    in the background until `start_projections()`."""
     commands = IncidentCommands(
         persistence_env(settings),
         clock=now,
         new_incident_id=new_incident_id,
         max_updates=settings.incident_max_updates,
     )
-    return Services(settings=settings, commands=commands, event_log=EventLog(commands.recorder))
+    database = open_database(settings, commands)
+    projector = Projector(database, commands.mapper)
+    projector.create_tables()
+    barrier = ReadBarrier(database)
+    commands.listeners.append(barrier.written)
+    commands.listeners.append(lambda _: projector.wake.set())
+    projector.listeners.append(barrier.reached)
+    return Services(
+        settings=settings,
+        commands=commands,
+        event_log=EventLog(commands.recorder),
+        database=database,
+        projector=projector,
+        queries=IncidentQueries(database),
+        barrier=barrier,
+    )

@@ -10,13 +10,15 @@ from collections.abc import Sequence
 from infra.settings import Settings, SettingsError, load_settings
 
 
-def _serve(settings: Settings, _: argparse.Namespace) -> int:
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
     from infra.bootstrap import bootstrap
 
     services = bootstrap(settings)
+    if not args.no_projectors:
+        services.start_projections()
     if not settings.api_tokens:
         logging.getLogger("product_status").warning(
             "API_TOKENS is not set: reads are public and every write will be refused (401)"
@@ -58,6 +60,46 @@ def _events(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _project(settings: Settings, _: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from infra.bootstrap import bootstrap
+
+    services = bootstrap(settings)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    services.start_projections()
+    log = logging.getLogger("product_status.projector")
+    log.info("projecting %s", ", ".join(p.name for p in services.projector.projections))
+    try:
+        while not stop.wait(30):
+            log.info("positions %s", services.projector.positions())
+    finally:
+        services.close()
+    return 0
+
+
+def _rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.bootstrap import bootstrap
+    from infra.rebuild import progress_bar, rebuild
+
+    services = bootstrap(settings)
+    try:
+        known = {p.name: p for p in services.projector.projections}
+        if args.name is not None and args.name not in known:
+            print(f"product-status projections rebuild: unknown projection {args.name!r}; "
+                  f"known: {', '.join(known)}", file=sys.stderr)
+            return 2
+        for name, projection in known.items():
+            if args.name in (None, name):
+                rebuild(services.projector, projection, progress_bar())
+    finally:
+        services.close()
+    return 0
+
+
 def _non_negative(text: str) -> int:
     try:
         value = int(text)
@@ -77,7 +119,24 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", help="serve the HTTP API",
                                 description="Serve the HTTP API on HOST:PORT.")
+    serve.add_argument("--no-projectors", action="store_true",
+                       help="do not run the projectors here (a separate `project` runs them)")
     serve.set_defaults(run=_serve)
+    project = commands.add_parser(
+        "project", help="run the projectors only",
+        description="Follow the event store and keep the read tables up to date. Several may "
+        "run against one PostgreSQL: one works on each read model at a time, another takes "
+        "over if it stops.")
+    project.set_defaults(run=_project)
+    projections = commands.add_parser("projections", help="manage the read models")
+    projection_commands = projections.add_subparsers(dest="action", required=True,
+                                                     metavar="ACTION")
+    rebuild = projection_commands.add_parser(
+        "rebuild", help="rebuild read models from position 0",
+        description="Replay every stored event into read tables built aside, then swap them "
+        "in. Safe while the server runs: readers see the old tables until the swap.")
+    rebuild.add_argument("name", nargs="?", help="one read model (default: all)")
+    rebuild.set_defaults(run=_rebuild)
     events = commands.add_parser(
         "events",
         help="print stored CloudEvents as JSON lines",

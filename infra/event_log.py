@@ -57,7 +57,7 @@ class EventLog:
         recorder = self.recorder
         if isinstance(recorder, SQLiteApplicationRecorder):
             sql = (
-                f"SELECT rowid, originator_id, originator_version, topic, state "  # noqa: S608
+                f"SELECT rowid, originator_id, originator_version, topic, state "
                 f"FROM {recorder.events_table_name} WHERE originator_id = ? AND rowid > ?"
             )
             params: list[Any] = [subject, after]

@@ -9,9 +9,11 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
 from api.auth import AnyCaller, Writer
-from api.deps import Commands, ExpectedVersion, IdempotencyKey, Log
+from api.consistency import Consistent, position_headers
+from api.deps import Commands, ExpectedVersion, IdempotencyKey, Log, Queries
 from api.problems import Problem
 from api.render import event_list_response, incident_response, public_document
+from api.routes.queries import read_incident
 from api.schemas import IncidentChange, IncidentCreate, IncidentOut, UpdateCreate
 from commands.application import NewIncident, NewUpdate, Written
 from projections.incident_history import IncidentRecord, fold
@@ -26,7 +28,8 @@ def _record(written: Written) -> IncidentRecord:
 
 
 def _answer(written: Written, status_code: int = 200) -> JSONResponse:
-    headers = {"Location": f"/api/v1/incidents/{written.incident_id}"}
+    headers = {"Location": f"/api/v1/incidents/{written.incident_id}",
+               **position_headers(written.position)}
     if not written.recorded:
         headers["Idempotent-Replayed"] = "true"
     return incident_response(_record(written), internal=True, status_code=status_code,
@@ -52,11 +55,16 @@ def get_incident(
     incident_id: str,
     caller: AnyCaller,
     commands: Commands,
+    queries: Queries,
+    _: Consistent,
     as_of: Annotated[AwareDatetime | None, Query(description="show it as it stood then")] = None,
 ) -> JSONResponse:
+    """From the read tables; with `as_of`, folded from the incident's stored events."""
+    if as_of is None:
+        return read_incident(incident_id, caller, queries)
     record = fold(commands.history(incident_id), as_of=as_of)
     if record is None or record.deleted or not (record.is_public or caller.is_reader):
-        raise Problem(404, f"no incident with id {incident_id}")
+        raise Problem(404, f"no incident with id {incident_id} at {as_of.isoformat()}")
     return incident_response(record, internal=caller.is_reader)
 
 
@@ -75,8 +83,8 @@ def change_incident(
 def delete_incident(
     incident_id: str, _: Writer, commands: Commands, expected: ExpectedVersion
 ) -> Response:
-    commands.delete(incident_id, expected)
-    return Response(status_code=204)
+    written = commands.delete(incident_id, expected)
+    return Response(status_code=204, headers=position_headers(written.position))
 
 
 @router.post("/{incident_id}/updates", status_code=201, response_model=IncidentOut)

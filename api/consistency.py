@@ -1,0 +1,60 @@
+"""The read-your-writes contract at the HTTP edge.
+
+A write answers `Store-Position: N` (and sets the `store_position` cookie). A read waits
+until the read tables reached the position the client names (`Min-Position: N` header,
+`min_position=N` parameter or the cookie) or, without one, this process's last write;
+after `READ_WAIT_SECONDS` it answers 503 rather than stale data.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Cookie, Depends, Header, Query, Request
+
+from api.problems import Problem
+from infra.bootstrap import Services
+
+READ_WAIT_SECONDS = 2.0
+POSITION_HEADER = "Store-Position"
+POSITION_COOKIE = "store_position"
+
+
+def _as_position(text: str | None, name: str) -> int | None:
+    if text is None or text == "":
+        return None
+    if not text.isdigit() or len(text) > 18:
+        raise Problem(400, f"{name} must be a store position (a whole number), got {text!r}")
+    return int(text)
+
+
+def read_after_writes(
+    request: Request,
+    min_position: Annotated[str | None, Query(description="wait for this store position")]
+    = None,
+    header: Annotated[str | None, Header(alias="Min-Position")] = None,
+    cookie: Annotated[str | None, Cookie(alias=POSITION_COOKIE)] = None,
+) -> None:
+    named = [
+        _as_position(min_position, "min_position"),
+        _as_position(header, "Min-Position"),
+        _as_position(cookie, POSITION_COOKIE),
+    ]
+    given = [p for p in named if p is not None]
+    services: Services = request.app.state.services
+    target = max(given) if given else None
+    if not services.barrier.wait(target, READ_WAIT_SECONDS):
+        raise Problem(503, "the read tables have not caught up with your last write yet; "
+                      "retry shortly", headers={"Retry-After": "1"})
+
+
+Consistent = Annotated[None, Depends(read_after_writes)]
+
+
+def position_headers(position: int | None) -> dict[str, str]:
+    if position is None:
+        return {}
+    return {
+        POSITION_HEADER: str(position),
+        "Set-Cookie": f"{POSITION_COOKIE}={position}; Path=/; HttpOnly; SameSite=Lax",
+    }

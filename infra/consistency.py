@@ -1,0 +1,60 @@
+"""Read-your-writes: a read waits (bounded) until the projections reached a position.
+
+The position comes from the client (the `Store-Position` a write answered, sent back as
+`Min-Position` or in the `store_position` cookie) or, without one, is the last position
+this process wrote, so every client of a process reads its own writes for free.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from infra.database import Database
+from infra.projector import TRACKING
+
+
+class ReadBarrier:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._condition = threading.Condition()
+        self._reached = 0  # a lower bound of every projection's position
+        self._written = 0  # the last position this process wrote
+
+    def written(self, position: int) -> None:
+        with self._condition:
+            self._written = max(self._written, position)
+
+    def reached(self, positions: dict[str, int]) -> None:
+        with self._condition:
+            self._reached = max(self._reached, min(positions.values(), default=0))
+            self._condition.notify_all()
+
+    @property
+    def last_written(self) -> int:
+        return self._written
+
+    def wait(self, position: int | None, timeout: float) -> bool:
+        """True once every projection reached `position` (default: this process's last
+        write); False if `timeout` passed first."""
+        target = self._written if position is None else position
+        if self._reached >= target:
+            return True
+        deadline = time.monotonic() + timeout
+        pause = 0.002
+        while True:
+            stored = self._stored_minimum()
+            with self._condition:
+                self._reached = max(self._reached, stored)
+                if self._reached >= target:
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._condition.wait(min(pause, remaining))
+            pause = min(pause * 2, 0.05)
+
+    def _stored_minimum(self) -> int:
+        with self.database.transaction() as cursor:
+            row = cursor.execute(f"SELECT min(position) FROM {TRACKING}").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0

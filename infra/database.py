@@ -1,0 +1,131 @@
+"""Plain SQL access to the database that holds the event store, the read tables and the
+projections' positions: SQLite by default, PostgreSQL when DATABASE_URL says so.
+
+SQL is written once with `?` placeholders; PostgreSQL gets them as `%s`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from projections.base import Cursor
+
+Dialect = Literal["sqlite", "postgres"]
+Row = tuple[Any, ...]
+
+
+class Database(ABC):
+    dialect: Dialect
+    # The event store's table and its position column, as eventsourcing creates them.
+    events_table: str
+    position_column: str
+
+    @abstractmethod
+    def transaction(self, *, write: bool = False) -> Any:
+        """A context manager yielding a Cursor; commits on success, rolls back on error.
+        A write transaction holds the write lock (SQLite) from its start."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class _PgCursor:
+    def __init__(self, cursor: psycopg.Cursor[Row]) -> None:
+        self._cursor = cursor
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _PgCursor:
+        self._cursor.execute(_pg_sql(sql), params)
+        return self
+
+    def fetchone(self) -> Row | None:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Row]:
+        return self._cursor.fetchall()
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+
+@lru_cache(maxsize=1024)
+def _pg_sql(sql: str) -> Any:
+    return sql.replace("?", "%s").encode()
+
+
+class PostgresDatabase(Database):
+    dialect: Dialect = "postgres"
+    position_column = "notification_id"
+
+    def __init__(self, conninfo: str, events_table: str, *, max_size: int = 10) -> None:
+        self.events_table = events_table
+        self.conninfo = conninfo
+        self.pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
+            conninfo, min_size=1, max_size=max_size, open=True, timeout=10,
+            kwargs={"autocommit": False, "connect_timeout": 5},
+        )
+
+    @contextmanager
+    def transaction(self, *, write: bool = False) -> Iterator[Cursor]:
+        with self.pool.connection() as connection, connection.transaction(), \
+                connection.cursor() as cursor:
+            yield _PgCursor(cursor)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class SQLiteDatabase(Database):
+    dialect: Dialect = "sqlite"
+    events_table = "stored_events"
+    position_column = "rowid"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA busy_timeout=30000")
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    @contextmanager
+    def transaction(self, *, write: bool = False) -> Iterator[Cursor]:
+        connection = self._connection()
+        cursor = connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield cursor
+        except BaseException:
+            connection.rollback()
+            raise
+        else:
+            connection.commit()
+        finally:
+            cursor.close()
+
+    def close(self) -> None:
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()

@@ -1,0 +1,163 @@
+"""Runs the projections over the event store, each from its own tracked position.
+
+One batch of events is applied to one projection in one transaction that also moves the
+projection's position, so rows and position commit together (exactly once). On
+PostgreSQL the position row is taken `FOR UPDATE SKIP LOCKED`: of several projector
+processes only one works on a projection at a time, and another takes over as soon as
+the first is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from eventsourcing.persistence import Mapper, StoredEvent
+
+from domain.incident import IncidentEvent
+from infra.database import Database
+from projections.base import Cursor, Projection
+from projections.feed_items import FeedItems
+from projections.incident_list import IncidentList
+from projections.incident_summary import IncidentSummary
+from projections.incident_updates import IncidentUpdates
+
+log = logging.getLogger("product_status.projector")
+
+PROJECTIONS: tuple[type[Projection], ...] = (
+    IncidentList, IncidentUpdates, IncidentSummary, FeedItems
+)
+TRACKING = "projection_positions"
+
+
+class PositionRefused(Exception):
+    """A batch that does not start at the projection's recorded position: it was (or is
+    being) applied already, so it is refused and its rows are rolled back."""
+
+
+@dataclass(frozen=True)
+class Positioned:
+    position: int
+    event: IncidentEvent
+
+
+def record_position(cursor: Cursor, name: str, start: int, end: int) -> None:
+    """Moves a projection's position from `start` to `end`, or refuses."""
+    updated = cursor.execute(
+        f"UPDATE {TRACKING} SET position = ? WHERE name = ? AND position = ? AND ? > ?",
+        (end, name, start, end, start),
+    ).rowcount
+    if updated != 1:
+        raise PositionRefused(f"{name}: position {start} -> {end} was already recorded")
+
+
+def apply_batch(cursor: Cursor, projection: Projection, start: int,
+                events: Sequence[Positioned]) -> None:
+    """Applies events (all after `start`) and records the last one's position, in the
+    caller's transaction."""
+    for item in events:
+        projection.process(item.event, cursor, item.position)
+    record_position(cursor, projection.name, start, events[-1].position)
+
+
+class Projector:
+    def __init__(
+        self,
+        database: Database,
+        mapper: Mapper[str],
+        projections: Sequence[Projection] | None = None,
+        batch_size: int = 500,
+    ) -> None:
+        self.database = database
+        self.mapper = mapper
+        self.projections = list(projections or [cls() for cls in PROJECTIONS])
+        self.batch_size = batch_size
+        self.wake = threading.Event()
+        self.listeners: list[Callable[[dict[str, int]], None]] = []
+        self._positions: dict[str, int] = {}
+
+    # Set-up.
+
+    def create_tables(self) -> None:
+        with self.database.transaction(write=True) as cursor:
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {TRACKING} "
+                "(name TEXT PRIMARY KEY, position BIGINT NOT NULL)"
+            )
+            for projection in self.projections:
+                for statement in projection.create_statements(self.database.dialect):
+                    cursor.execute(statement)
+                cursor.execute(
+                    f"INSERT INTO {TRACKING} (name, position) VALUES (?, 0) "
+                    "ON CONFLICT (name) DO NOTHING",
+                    (projection.name,),
+                )
+
+    # Work.
+
+    def read_events(self, cursor: Cursor, after: int, limit: int) -> list[Positioned]:
+        db = self.database
+        rows = cursor.execute(
+            f"SELECT {db.position_column}, originator_id, originator_version, topic, state "
+            f"FROM {db.events_table} WHERE {db.position_column} > ? "
+            f"ORDER BY {db.position_column} LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        decode = self.mapper.to_domain_event
+        return [
+            Positioned(int(r[0]), decode(StoredEvent(  # type: ignore[arg-type]
+                originator_id=r[1], originator_version=r[2], topic=r[3], state=bytes(r[4]))))
+            for r in rows
+        ]
+
+    def step(self, projection: Projection) -> int:
+        """Applies the next batch to one projection; 0 when it is up to date or another
+        process is working on it."""
+        with self.database.transaction(write=True) as cursor:
+            lock = " FOR UPDATE SKIP LOCKED" if self.database.dialect == "postgres" else ""
+            row = cursor.execute(
+                f"SELECT position FROM {TRACKING} WHERE name = ?{lock}",
+                (projection.name,),
+            ).fetchone()
+            if row is None:
+                return 0
+            start = int(row[0])
+            events = self.read_events(cursor, start, self.batch_size)
+            if events:
+                apply_batch(cursor, projection, start, events)
+            end = events[-1].position if events else start
+        self._positions[projection.name] = end
+        return len(events)
+
+    def catch_up(self) -> int:
+        """Applies every projection until each is up to date; returns events applied."""
+        total = 0
+        while True:
+            applied = sum(self.step(p) for p in self.projections)
+            if applied:
+                total += applied
+                positions = dict(self._positions)
+                for listener in self.listeners:
+                    listener(positions)
+            else:
+                return total
+
+    def positions(self) -> dict[str, int]:
+        with self.database.transaction() as cursor:
+            rows = cursor.execute(f"SELECT name, position FROM {TRACKING}").fetchall()
+        return {str(name): int(position) for name, position in rows}
+
+    def run(self, stop: threading.Event, idle_seconds: float = 1.0) -> None:
+        """Follows the store until `stop` is set; `wake` (set on each local commit or
+        store notification) starts the next round at once, else it polls when idle."""
+        while not stop.is_set():
+            self.wake.clear()
+            try:
+                self.catch_up()
+            except Exception:
+                log.exception("projection round failed; retrying")
+                stop.wait(1.0)
+                continue
+            self.wake.wait(idle_seconds)

@@ -1,0 +1,98 @@
+"""Rebuilding a read model: replay the whole store into tables built aside, then swap them
+in with the position in one transaction, so readers never see a half-built model and the
+live projector simply carries on from the swapped-in position."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+from infra.database import Database
+from infra.projector import TRACKING, Projector
+from projections.base import Cursor, Projection
+
+ASIDE = "__rebuild"
+Progress = Callable[[str, int, int, float], None]
+
+
+def progress_bar(stream: TextIO = sys.stderr) -> Progress:
+    def show(name: str, done: int, total: int, rate: float) -> None:
+        share = done / total if total else 1.0
+        bar = "#" * int(share * 30)
+        stream.write(f"\r{name:<17} [{bar:<30}] {share:6.1%} {done:>10,}/{total:,} events "
+                     f"{rate:>9,.0f} events/s")
+        if done >= total:
+            stream.write("\n")
+        stream.flush()
+
+    return show
+
+
+def _is_index(statement: str) -> bool:
+    return statement.lstrip().upper().startswith(("CREATE INDEX", "CREATE UNIQUE INDEX"))
+
+
+def rebuild(projector: Projector, live: Projection, progress: Progress | None = None,
+            batch_size: int = 5000) -> int:
+    """Rebuilds one read model; returns the position it was rebuilt to."""
+    database = projector.database
+    aside = type(live)(suffix=ASIDE)
+    statements = aside.create_statements(database.dialect)
+    with database.transaction(write=True) as cursor:
+        for table in aside.tables:
+            cursor.execute(f"DROP TABLE IF EXISTS {aside.t(table)}")
+        for statement in statements:
+            if not _is_index(statement):  # indexes come after the bulk load
+                cursor.execute(statement)
+        head = _head(cursor, database)
+    position, started, applied = 0, time.monotonic(), 0
+    while True:
+        with database.transaction(write=True) as cursor:
+            events = projector.read_events(cursor, position, batch_size)
+            for item in events:
+                aside.process(item.event, cursor, item.position)
+        if not events:
+            break
+        position = events[-1].position
+        applied += len(events)
+        if progress and position < head:
+            progress(live.name, position, head, applied / max(time.monotonic() - started, 1e-9))
+    with database.transaction(write=True) as cursor:
+        _lock_position(cursor, database, live.name)
+        while events := projector.read_events(cursor, position, batch_size):
+            for item in events:
+                aside.process(item.event, cursor, item.position)
+            position = events[-1].position
+        _swap(cursor, database, live, aside)
+        cursor.execute(f"UPDATE {TRACKING} SET position = ? WHERE name = ?",
+                       (position, live.name))
+    if progress:
+        progress(live.name, head, head, applied / max(time.monotonic() - started, 1e-9))
+    return position
+
+
+def _head(cursor: Cursor, database: Database) -> int:
+    row = cursor.execute(
+        f"SELECT max({database.position_column}) FROM {database.events_table}"
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _lock_position(cursor: Cursor, database: Database, name: str) -> None:
+    """Waits for a live projector's batch to finish and keeps it out until the swap."""
+    lock = " FOR UPDATE" if database.dialect == "postgres" else ""
+    cursor.execute(f"SELECT position FROM {TRACKING} WHERE name = ?{lock}", (name,))
+
+
+def _swap(cursor: Cursor, database: Database, live: Projection, aside: Projection) -> None:
+    for table in live.tables:
+        cursor.execute(f"DROP TABLE IF EXISTS {live.t(table)}")
+        cursor.execute(f"ALTER TABLE {aside.t(table)} RENAME TO {live.t(table)}")
+        if database.dialect == "postgres":
+            cursor.execute(f"ALTER INDEX IF EXISTS {aside.t(table)}_pkey "
+                           f"RENAME TO {live.t(table)}_pkey")
+    for statement in live.create_statements(database.dialect):
+        if _is_index(statement):
+            cursor.execute(statement)

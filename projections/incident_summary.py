@@ -1,0 +1,137 @@
+"""Read model `incident_summary`: counters for the summary cards, kept per visibility
+scope (`public`: what anonymous readers may see; `all`: everything not deleted).
+
+Each incident contributes a set of counter keys; an event moves the incident from its old
+set to its new one, so every counter is exact after every event. The projection keeps
+the few facts it needs per incident in a table of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
+from domain.incident import Incident
+from domain.values import Severity, Status
+from projections.base import Cursor, Projection, dump_list, handles, load_list
+
+Key = tuple[str, str, str]  # scope, dimension, key
+SERVICE_SEPARATOR = "\x1f"
+
+
+@dataclass(frozen=True)
+class Counted:
+    status: str
+    severity: str
+    incident_type: str
+    is_public: bool
+    services: tuple[str, ...]
+    deleted: bool = False
+
+    def keys(self) -> set[Key]:
+        if self.deleted:
+            return set()
+        scopes = ["all", "public"] if self.is_public else ["all"]
+        active = Status(self.status).is_active
+        keys: set[Key] = set()
+        for scope in scopes:
+            keys |= {(scope, "status", self.status), (scope, "severity", self.severity),
+                     (scope, "type", self.incident_type)}
+            for service in self.services:
+                keys.add((scope, "service", service))
+                if active:
+                    keys.add((scope, "service_severity",
+                              service + SERVICE_SEPARATOR + self.severity))
+            if active:
+                keys.add((scope, "active_severity", self.severity))
+        return keys
+
+
+class IncidentSummary(Projection):
+    name: ClassVar[str] = "incident_summary"
+    tables: ClassVar[tuple[str, ...]] = ("summary_counts", "summary_incidents")
+
+    def create_statements(self, dialect: str) -> list[str]:
+        return [
+            f"""CREATE TABLE IF NOT EXISTS {self.t('summary_counts')} (
+                scope TEXT NOT NULL, dimension TEXT NOT NULL, key TEXT NOT NULL,
+                count BIGINT NOT NULL, PRIMARY KEY (scope, dimension, key))""",
+            f"""CREATE TABLE IF NOT EXISTS {self.t('summary_incidents')} (
+                id TEXT PRIMARY KEY, status TEXT NOT NULL, severity TEXT NOT NULL,
+                incident_type TEXT NOT NULL, is_public BOOLEAN NOT NULL,
+                services TEXT NOT NULL, deleted BOOLEAN NOT NULL)""",
+        ]
+
+    @handles(Incident.Created)
+    def _created(self, event: Incident.Created, cursor: Cursor, position: int) -> None:
+        counted = Counted(event.status.value, event.severity.value, event.incident_type.value,
+                          event.is_public, tuple(dict.fromkeys(event.affected_services)))
+        self._move(cursor, event.originator_id, None, counted)
+
+    @handles(Incident.DetailsChanged)
+    def _details_changed(
+        self, event: Incident.DetailsChanged, cursor: Cursor, position: int
+    ) -> None:
+        old = self._load(cursor, event.originator_id)
+        new = old
+        changes = event.changes
+        if "severity" in changes:
+            new = replace(new, severity=Severity(changes["severity"]).value)
+        if "incident_type" in changes:
+            new = replace(new, incident_type=str(changes["incident_type"].value))
+        if "is_public" in changes:
+            new = replace(new, is_public=bool(changes["is_public"]))
+        if "affected_services" in changes:
+            new = replace(new, services=tuple(dict.fromkeys(changes["affected_services"])))
+        if new != old:
+            self._move(cursor, event.originator_id, old, new)
+
+    @handles(Incident.UpdateAdded)
+    def _update_added(self, event: Incident.UpdateAdded, cursor: Cursor, position: int) -> None:
+        self._set_status(cursor, event.originator_id, event.status.value)
+
+    @handles(Incident.Resolved)
+    def _resolved(self, event: Incident.Resolved, cursor: Cursor, position: int) -> None:
+        self._set_status(cursor, event.originator_id, Status.RESOLVED.value)
+
+    @handles(Incident.Deleted)
+    def _deleted(self, event: Incident.Deleted, cursor: Cursor, position: int) -> None:
+        old = self._load(cursor, event.originator_id)
+        self._move(cursor, event.originator_id, old, replace(old, deleted=True))
+
+    def _set_status(self, cursor: Cursor, incident_id: str, status: str) -> None:
+        old = self._load(cursor, incident_id)
+        if old.status != status:
+            self._move(cursor, incident_id, old, replace(old, status=status))
+
+    def _load(self, cursor: Cursor, incident_id: str) -> Counted:
+        row = cursor.execute(
+            "SELECT status, severity, incident_type, is_public, services, deleted "
+            f"FROM {self.t('summary_incidents')} WHERE id = ?", (incident_id,)
+        ).fetchone()
+        assert row is not None, f"summary has no incident {incident_id}"
+        return Counted(row[0], row[1], row[2], bool(row[3]), tuple(load_list(row[4])),
+                       bool(row[5]))
+
+    def _move(self, cursor: Cursor, incident_id: str, old: Counted | None, new: Counted) -> None:
+        before = old.keys() if old else set()
+        after = new.keys()
+        counts = self.t("summary_counts")
+        for (scope, dimension, key), delta in [*((k, -1) for k in before - after),
+                                               *((k, 1) for k in after - before)]:
+            cursor.execute(
+                f"INSERT INTO {counts} (scope, dimension, key, count) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (scope, dimension, key) DO UPDATE "
+                f"SET count = {counts}.count + excluded.count",
+                (scope, dimension, key, delta),
+            )
+        cursor.execute(
+            f"INSERT INTO {self.t('summary_incidents')} (id, status, severity, incident_type, "
+            "is_public, services, deleted) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+            "severity = excluded.severity, incident_type = excluded.incident_type, "
+            "is_public = excluded.is_public, services = excluded.services, "
+            "deleted = excluded.deleted",
+            (incident_id, new.status, new.severity, new.incident_type, new.is_public,
+             dump_list(new.services), new.deleted),
+        )
