@@ -2,7 +2,7 @@
 
 A write answers `Store-Position: N` (and sets the `store_position` cookie). A read waits
 until the read tables reached the position the client names (`Min-Position: N` header,
-`min_position=N` parameter or the cookie) or, without one, this process's last write;
+`min_position=N` parameter or the cookie) and this process's last write, whichever is later;
 after `READ_WAIT_SECONDS` it answers 503 rather than stale data.
 """
 
@@ -40,10 +40,10 @@ def read_after_writes(
         _as_position(header, "Min-Position"),
         _as_position(cookie, POSITION_COOKIE),
     ]
-    given = [p for p in named if p is not None]
     services: Services = request.app.state.services
-    target = max(given) if given else None
-    if not services.barrier.wait(target, READ_WAIT_SECONDS):
+    target = max([p for p in named if p is not None], default=0)
+    if not services.barrier.wait(max(target, services.barrier.last_written),
+                                 READ_WAIT_SECONDS):
         raise Problem(503, "the read tables have not caught up with your last write yet; "
                       "retry shortly", headers={"Retry-After": "1"})
 

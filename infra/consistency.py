@@ -1,8 +1,8 @@
 """Read-your-writes: a read waits (bounded) until the projections reached a position.
 
-The position comes from the client (the `Store-Position` a write answered, sent back as
-`Min-Position` or in the `store_position` cookie) or, without one, is the last position
-this process wrote, so every client of a process reads its own writes for free.
+The position is the later of the client's (the `Store-Position` a write answered, sent back
+as `Min-Position` or in the `store_position` cookie) and the last position this process
+wrote, so every client of a process reads its own writes even without sending one.
 """
 
 from __future__ import annotations
@@ -34,10 +34,8 @@ class ReadBarrier:
     def last_written(self) -> int:
         return self._written
 
-    def wait(self, position: int | None, timeout: float) -> bool:
-        """True once every projection reached `position` (default: this process's last
-        write); False if `timeout` passed first."""
-        target = self._written if position is None else position
+    def wait(self, target: int, timeout: float) -> bool:
+        """True once every projection reached `target`; False if `timeout` passed first."""
         if self._reached >= target:
             return True
         deadline = time.monotonic() + timeout

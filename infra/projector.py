@@ -55,11 +55,11 @@ def record_position(cursor: Cursor, name: str, start: int, end: int) -> None:
 
 def apply_batch(cursor: Cursor, projection: Projection, start: int,
                 events: Sequence[Positioned]) -> None:
-    """Applies events (all after `start`) and records the last one's position, in the
-    caller's transaction."""
+    """Records the last event's position, then applies the events (all after `start`),
+    in the caller's transaction: a batch that was applied already is refused first."""
+    record_position(cursor, projection.name, start, events[-1].position)
     for item in events:
         projection.process(item.event, cursor, item.position)
-    record_position(cursor, projection.name, start, events[-1].position)
 
 
 class Projector:
@@ -149,15 +149,29 @@ class Projector:
             rows = cursor.execute(f"SELECT name, position FROM {TRACKING}").fetchall()
         return {str(name): int(position) for name, position in rows}
 
-    def run(self, stop: threading.Event, idle_seconds: float = 1.0) -> None:
-        """Follows the store until `stop` is set; `wake` (set on each local commit or
-        store notification) starts the next round at once, else it polls when idle."""
+    def head(self) -> int:
+        db = self.database
+        with db.transaction() as cursor:
+            row = cursor.execute(
+                f"SELECT max({db.position_column}) FROM {db.events_table}"
+            ).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def run(self, stop: threading.Event) -> None:
+        """Follows the store until `stop` is set. `wake` (set on each local commit, and on
+        PostgreSQL by the store's notifications) starts the next round at once; otherwise
+        a cheap look at the store's head decides whether there is work (SQLite has no
+        notifications across processes, so it looks often)."""
+        idle = 1.0 if self.database.dialect == "postgres" else 0.05
+        self._positions = self.positions()
         while not stop.is_set():
+            woken = self.wake.is_set()
             self.wake.clear()
             try:
-                self.catch_up()
+                if woken or self.head() > min(self._positions.values(), default=0):
+                    self.catch_up()
             except Exception:
                 log.exception("projection round failed; retrying")
                 stop.wait(1.0)
                 continue
-            self.wake.wait(idle_seconds)
+            self.wake.wait(idle)

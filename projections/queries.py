@@ -127,21 +127,26 @@ class IncidentQueries:
         self.like = "ILIKE" if store.dialect == "postgres" else "LIKE"
         self._totals = _TotalCache()
 
+    def page_query(
+        self, filters: ListFilters, *, internal: bool, limit: int, cursor: str | None = None
+    ) -> tuple[str, list[Any]]:
+        """The SQL of one page (limit + 1 rows, to know whether more follow)."""
+        where, params = self._where(filters, internal)
+        if cursor is not None:
+            where.append("created_position < ?")
+            params.append(decode_cursor(cursor))
+        sql = (f"SELECT {_INCIDENT_COLUMNS} FROM incidents i WHERE {' AND '.join(where)} "
+               "ORDER BY created_position DESC LIMIT ?")
+        return sql, [*params, limit + 1]
+
     def list_incidents(
         self, filters: ListFilters, *, internal: bool, limit: int = 20, cursor: str | None = None
     ) -> Page:
+        page_sql, page_params = self.page_query(filters, internal=internal, limit=limit,
+                                                cursor=cursor)
         where, params = self._where(filters, internal)
-        page_where, page_params = list(where), list(params)
-        if cursor is not None:
-            page_where.append("created_position < ?")
-            page_params.append(decode_cursor(cursor))
-        clause = " AND ".join(page_where)
         with self.store.transaction() as tx:
-            rows = tx.execute(
-                f"SELECT {_INCIDENT_COLUMNS} FROM incidents i WHERE {clause} "
-                "ORDER BY created_position DESC LIMIT ?",
-                (*page_params, limit + 1),
-            ).fetchall()
+            rows = tx.execute(page_sql, page_params).fetchall()
             key = (filters, internal)
             position_row = tx.execute(
                 "SELECT position FROM projection_positions WHERE name = 'incident_list'"
