@@ -11,6 +11,7 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import Enum
 from functools import cache
@@ -54,26 +55,33 @@ def _to_json_value(value: Any) -> Any:
     return value
 
 
-@cache
-def _field_types(cls: type[Any]) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+Decode = Callable[[Any], Any]
 
 
-def _from_json_value(kind: Any, value: Any) -> Any:
-    if value is None:
-        return None
+def _keep(value: Any) -> Any:
+    return value
+
+
+def _decoder(kind: Any) -> Decode:
+    """How to turn a JSON value back into a field of this type (None stays None)."""
     origin = typing.get_origin(kind)
-    if origin is tuple:
-        return tuple(value)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(kind) if a is not type(None)]
-        return _from_json_value(options[0], value)
+        inner = _decoder(options[0])
+        return lambda value: None if value is None else inner(value)
+    if origin is tuple:
+        return tuple
     if kind is datetime:
-        return datetime.fromisoformat(value)
+        return datetime.fromisoformat
     if isinstance(kind, type) and issubclass(kind, Enum):
-        return kind(value)
-    return value
+        return kind
+    return _keep
+
+
+@cache
+def _field_decoders(cls: type[Any]) -> dict[str, Decode]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: _decoder(hints[f.name]) for f in dataclasses.fields(cls)}
 
 
 class CloudEventMapper(Mapper[str]):
@@ -114,24 +122,22 @@ class CloudEventMapper(Mapper[str]):
         cls: Any = resolve_topic(stored_event.topic)
         document = json.loads(stored_event.state)
         data: dict[str, Any] = document.get("data") or {}
-        types = _field_types(cls)
+        decoders = _field_decoders(cls)
         kwargs: dict[str, Any] = {
             "originator_id": stored_event.originator_id,
             "originator_version": stored_event.originator_version,
             "timestamp": datetime.fromisoformat(document["time"]),
         }
-        if "originator_topic" in types:
+        if "originator_topic" in decoders:
             kwargs["originator_topic"] = get_topic(Incident)
-        if "request_key" in types:
+        if "request_key" in decoders:
             kwargs["request_key"] = document.get(IDEMPOTENCY_EXTENSION)
-        if "changes" in types:
-            detail_types = _field_types(Incident.Created)
+        if "changes" in decoders:
+            details = _field_decoders(Incident.Created)
             kwargs["changes"] = {
-                name: _from_json_value(detail_types[name], value)
-                for name, value in data.items()
-                if name != "incident_id"
+                name: details[name](value) for name, value in data.items() if name != "incident_id"
             }
-        for name, kind in types.items():
+        for name, decode in decoders.items():
             if name not in kwargs and name in data:
-                kwargs[name] = _from_json_value(kind, data[name])
+                kwargs[name] = decode(data[name])
         return cls(**kwargs)

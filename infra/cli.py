@@ -92,9 +92,8 @@ def _rebuild(settings: Settings, args: argparse.Namespace) -> int:
             print(f"product-status projections rebuild: unknown projection {args.name!r}; "
                   f"known: {', '.join(known)}", file=sys.stderr)
             return 2
-        for name, projection in known.items():
-            if args.name in (None, name):
-                rebuild(services.projector, projection, progress_bar())
+        chosen = [p for name, p in known.items() if args.name in (None, name)]
+        rebuild(services.projector, chosen, progress_bar(args.name or "all read models"))
     finally:
         services.close()
     return 0

@@ -31,9 +31,11 @@ class Database(ABC):
     position_column: str
 
     @abstractmethod
-    def transaction(self, *, write: bool = False) -> Any:
+    def transaction(self, *, write: bool = False, pipeline: bool = False) -> Any:
         """A context manager yielding a Cursor; commits on success, rolls back on error.
-        A write transaction holds the write lock (SQLite) from its start."""
+        A write transaction holds the write lock (SQLite) from its start. `pipeline`
+        sends statements without waiting for each answer where the database can
+        (PostgreSQL); results are waited for when read."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -46,6 +48,9 @@ class _PgCursor:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> _PgCursor:
         self._cursor.execute(_pg_sql(sql), params)
         return self
+
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        self._cursor.executemany(_pg_sql(sql), params)
 
     def fetchone(self) -> Row | None:
         return self._cursor.fetchone()
@@ -76,10 +81,15 @@ class PostgresDatabase(Database):
         )
 
     @contextmanager
-    def transaction(self, *, write: bool = False) -> Iterator[Cursor]:
-        with self.pool.connection() as connection, connection.transaction(), \
-                connection.cursor() as cursor:
-            yield _PgCursor(cursor)
+    def transaction(self, *, write: bool = False, pipeline: bool = False) -> Iterator[Cursor]:
+        with self.pool.connection() as connection:
+            if pipeline:
+                with connection.pipeline(), connection.transaction(), \
+                        connection.cursor() as cursor:
+                    yield _PgCursor(cursor)
+            else:
+                with connection.transaction(), connection.cursor() as cursor:
+                    yield _PgCursor(cursor)
 
     def close(self) -> None:
         self.pool.close()
@@ -110,7 +120,7 @@ class SQLiteDatabase(Database):
         return connection
 
     @contextmanager
-    def transaction(self, *, write: bool = False) -> Iterator[Cursor]:
+    def transaction(self, *, write: bool = False, pipeline: bool = False) -> Iterator[Cursor]:
         connection = self._connection()
         cursor = connection.cursor()
         cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")

@@ -45,11 +45,13 @@ class Positioned:
 
 def record_position(cursor: Cursor, name: str, start: int, end: int) -> None:
     """Moves a projection's position from `start` to `end`, or refuses."""
+    # RETURNING, not rowcount: in pipeline mode the count is known only once fetched.
     updated = cursor.execute(
-        f"UPDATE {TRACKING} SET position = ? WHERE name = ? AND position = ? AND ? > ?",
+        f"UPDATE {TRACKING} SET position = ? WHERE name = ? AND position = ? AND ? > ? "
+        "RETURNING position",
         (end, name, start, end, start),
-    ).rowcount
-    if updated != 1:
+    ).fetchone()
+    if updated is None:
         raise PositionRefused(f"{name}: position {start} -> {end} was already recorded")
 
 
@@ -58,8 +60,10 @@ def apply_batch(cursor: Cursor, projection: Projection, start: int,
     """Records the last event's position, then applies the events (all after `start`),
     in the caller's transaction: a batch that was applied already is refused first."""
     record_position(cursor, projection.name, start, events[-1].position)
+    projection.begin_batch()
     for item in events:
         projection.process(item.event, cursor, item.position)
+    projection.end_batch(cursor)
 
 
 class Projector:
@@ -115,7 +119,7 @@ class Projector:
     def step(self, projection: Projection) -> int:
         """Applies the next batch to one projection; 0 when it is up to date or another
         process is working on it."""
-        with self.database.transaction(write=True) as cursor:
+        with self.database.transaction(write=True, pipeline=True) as cursor:
             lock = " FOR UPDATE SKIP LOCKED" if self.database.dialect == "postgres" else ""
             row = cursor.execute(
                 f"SELECT position FROM {TRACKING} WHERE name = ?{lock}",

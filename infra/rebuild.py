@@ -1,27 +1,27 @@
-"""Rebuilding a read model: replay the whole store into tables built aside, then swap them
-in with the position in one transaction, so readers never see a half-built model and the
-live projector simply carries on from the swapped-in position."""
+"""Rebuilding read models: replay the whole store once into tables built aside, then swap
+them in with their positions in one transaction, so readers never see a half-built model
+and the live projector simply carries on from the swapped-in positions."""
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from infra.database import Database
-from infra.projector import TRACKING, Projector
+from infra.projector import TRACKING, Positioned, Projector
 from projections.base import Cursor, Projection
 
 ASIDE = "__rebuild"
-Progress = Callable[[str, int, int, float], None]
+Progress = Callable[[int, int, float], None]
 
 
-def progress_bar(stream: TextIO = sys.stderr) -> Progress:
-    def show(name: str, done: int, total: int, rate: float) -> None:
+def progress_bar(label: str, stream: TextIO = sys.stderr) -> Progress:
+    def show(done: int, total: int, rate: float) -> None:
         share = done / total if total else 1.0
         bar = "#" * int(share * 30)
-        stream.write(f"\r{name:<17} [{bar:<30}] {share:6.1%} {done:>10,}/{total:,} events "
+        stream.write(f"\r{label} [{bar:<30}] {share:6.1%} {done:>10,}/{total:,} events "
                      f"{rate:>9,.0f} events/s")
         if done >= total:
             stream.write("\n")
@@ -34,43 +34,53 @@ def _is_index(statement: str) -> bool:
     return statement.lstrip().upper().startswith(("CREATE INDEX", "CREATE UNIQUE INDEX"))
 
 
-def rebuild(projector: Projector, live: Projection, progress: Progress | None = None,
-            batch_size: int = 5000) -> int:
-    """Rebuilds one read model; returns the position it was rebuilt to."""
+def rebuild(projector: Projector, live: Sequence[Projection],
+            progress: Progress | None = None, batch_size: int = 5000) -> int:
+    """Rebuilds the given read models in one pass over the store; returns the position
+    they were rebuilt to."""
     database = projector.database
-    aside = type(live)(suffix=ASIDE)
-    statements = aside.create_statements(database.dialect)
+    aside = [type(projection)(suffix=ASIDE) for projection in live]
     with database.transaction(write=True) as cursor:
-        for table in aside.tables:
-            cursor.execute(f"DROP TABLE IF EXISTS {aside.t(table)}")
-        for statement in statements:
-            if not _is_index(statement):  # indexes come after the bulk load
-                cursor.execute(statement)
+        for projection in aside:
+            for table in projection.tables:
+                cursor.execute(f"DROP TABLE IF EXISTS {projection.t(table)}")
+            for statement in projection.create_statements(database.dialect):
+                if not _is_index(statement):  # indexes come after the bulk load
+                    cursor.execute(statement)
         head = _head(cursor, database)
     position, started, applied = 0, time.monotonic(), 0
     while True:
-        with database.transaction(write=True) as cursor:
+        with database.transaction(write=True, pipeline=True) as cursor:
             events = projector.read_events(cursor, position, batch_size)
-            for item in events:
-                aside.process(item.event, cursor, item.position)
+            _apply(cursor, aside, events)
         if not events:
             break
         position = events[-1].position
         applied += len(events)
         if progress and position < head:
-            progress(live.name, position, head, applied / max(time.monotonic() - started, 1e-9))
+            progress(position, head, applied / max(time.monotonic() - started, 1e-9))
     with database.transaction(write=True) as cursor:
-        _lock_position(cursor, database, live.name)
+        for projection in live:
+            _lock_position(cursor, database, projection.name)
         while events := projector.read_events(cursor, position, batch_size):
-            for item in events:
-                aside.process(item.event, cursor, item.position)
+            _apply(cursor, aside, events)
             position = events[-1].position
-        _swap(cursor, database, live, aside)
-        cursor.execute(f"UPDATE {TRACKING} SET position = ? WHERE name = ?",
-                       (position, live.name))
+        for old, new in zip(live, aside, strict=True):
+            _swap(cursor, database, old, new)
+            cursor.execute(f"UPDATE {TRACKING} SET position = ? WHERE name = ?",
+                           (position, old.name))
     if progress:
-        progress(live.name, head, head, applied / max(time.monotonic() - started, 1e-9))
+        progress(head, head, applied / max(time.monotonic() - started, 1e-9))
     return position
+
+
+def _apply(cursor: Cursor, projections: Sequence[Projection],
+           events: Sequence[Positioned]) -> None:
+    for projection in projections:
+        projection.begin_batch()
+        for item in events:
+            projection.process(item.event, cursor, item.position)
+        projection.end_batch(cursor)
 
 
 def _head(cursor: Cursor, database: Database) -> int:

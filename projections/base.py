@@ -15,6 +15,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 class Cursor(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any: ...
     def fetchone(self) -> tuple[Any, ...] | None: ...
     def fetchall(self) -> list[tuple[Any, ...]]: ...
     @property
@@ -69,6 +70,13 @@ class Projection:
             for event_type in getattr(member, "_handles", ())
         }
 
+    def begin_batch(self) -> None:
+        """Called before a batch of events, in its transaction."""
+
+    def end_batch(self, cursor: Cursor) -> None:
+        """Called after a batch of events, in its transaction: a projection that gathers
+        its writes in memory during a batch writes them here."""
+
     def process(self, event: IncidentEvent, cursor: Cursor, position: int) -> None:
         """Applies the event through its handler; events the read model does not care
         about are passed over."""
@@ -96,3 +104,97 @@ class ReadStore(Protocol):
     dialect: Any
 
     def transaction(self, *, write: bool = False) -> Any: ...
+
+
+class RowBuffer:
+    """One table's rows by primary key, gathered during a batch: each is read once when
+    first needed and written once, by one pipelined executemany, at the end of the batch."""
+
+    def __init__(self, table: str, key: str, columns: Sequence[str],
+                 booleans: Sequence[str] = ()) -> None:
+        self.table, self.key, self.columns = table, key, tuple(columns)
+        self.booleans = tuple(booleans)
+        self.rows: dict[Any, dict[str, Any]] = {}
+        self.dirty: set[Any] = set()
+
+    def get(self, cursor: Cursor, key: Any) -> dict[str, Any] | None:
+        if key in self.rows:
+            return self.rows[key]
+        found = cursor.execute(
+            f"SELECT {', '.join(self.columns)} FROM {self.table} WHERE {self.key} = ?", (key,)
+        ).fetchone()
+        if found is None:
+            return None
+        row = dict(zip(self.columns, found, strict=True))
+        for name in self.booleans:  # SQLite hands booleans back as integers
+            row[name] = bool(row[name])
+        self.rows[key] = row
+        return row
+
+    def put(self, row: dict[str, Any]) -> None:
+        self.rows[row[self.key]] = row
+        self.dirty.add(row[self.key])
+
+    def change(self, cursor: Cursor, key: Any, **values: Any) -> None:
+        row = self.get(cursor, key)
+        assert row is not None, f"{self.table} has no row {key}"
+        row.update(values)
+        self.dirty.add(key)
+
+    def flush(self, cursor: Cursor) -> None:
+        updates = ", ".join(f"{c} = excluded.{c}" for c in self.columns if c != self.key)
+        if self.dirty:
+            cursor.executemany(
+                f"INSERT INTO {self.table} ({', '.join(self.columns)}) "
+                f"VALUES ({', '.join('?' * len(self.columns))}) "
+                f"ON CONFLICT ({self.key}) DO UPDATE SET {updates}",
+                [[self.rows[key][c] for c in self.columns] for key in sorted(self.dirty)],
+            )
+        self.rows.clear()
+        self.dirty.clear()
+
+
+class AppendBuffer:
+    """Rows only ever added, written by one executemany at the end of the batch."""
+
+    def __init__(self, table: str, columns: Sequence[str]) -> None:
+        self.table, self.columns = table, tuple(columns)
+        self.rows: list[tuple[Any, ...]] = []
+
+    def add(self, *values: Any) -> None:
+        self.rows.append(values)
+
+    def flush(self, cursor: Cursor) -> None:
+        if self.rows:
+            cursor.executemany(
+                f"INSERT INTO {self.table} ({', '.join(self.columns)}) "
+                f"VALUES ({', '.join('?' * len(self.columns))})",
+                self.rows,
+            )
+        self.rows.clear()
+
+
+class NameLists:
+    """A side table of (incident_id, name) rows, replaced per incident at batch end."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self.lists: dict[str, tuple[str, ...]] = {}
+        self.new: set[str] = set()  # incidents created in this batch: nothing to delete
+
+    def replace(self, incident_id: str, names: Sequence[str], *, new: bool = False) -> None:
+        self.lists[incident_id] = tuple(dict.fromkeys(names))
+        if new:
+            self.new.add(incident_id)
+
+    def flush(self, cursor: Cursor) -> None:
+        known = sorted(set(self.lists) - self.new)
+        if known:
+            cursor.executemany(f"DELETE FROM {self.table} WHERE incident_id = ?",
+                               [(i,) for i in known])
+        rows = [(i, name) for i in sorted(self.lists) for name in self.lists[i]]
+        if rows:
+            cursor.executemany(f"INSERT INTO {self.table} (incident_id, name) VALUES (?, ?)",
+                               rows)
+        self.lists.clear()
+        self.new.clear()

@@ -12,22 +12,33 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from domain.incident import Incident
-from projections.base import Cursor, Projection, dump_list, handles, micros
+from projections.base import (
+    AppendBuffer,
+    Cursor,
+    Projection,
+    RowBuffer,
+    dump_list,
+    handles,
+    micros,
+)
 
-_PUBLIC_DETAILS = {
-    "title": "title",
-    "description": "description",
-    "severity": "severity",
-    "incident_type": "incident_type",
-    "public_message": "public_message",
-    "is_public": "is_public",
-    "rss_enabled": "rss_enabled",
-}
+_PUBLIC_DETAILS = ("title", "description", "severity", "incident_type", "public_message",
+                   "is_public", "rss_enabled")
+COLUMNS = ("id", "created_position", "title", "description", "status", "severity",
+           "incident_type", "affected_services", "public_message", "is_public", "rss_enabled",
+           "deleted", "created_at", "last_public_change", "position")
 
 
 class FeedItems(Projection):
     name: ClassVar[str] = "feed_items"
     tables: ClassVar[tuple[str, ...]] = ("feed_incidents", "feed_entries")
+
+    def __init__(self, suffix: str = "") -> None:
+        super().__init__(suffix)
+        self.incidents = RowBuffer(self.t("feed_incidents"), "id", COLUMNS,
+                                   booleans=("is_public", "rss_enabled", "deleted"))
+        self.entries = AppendBuffer(self.t("feed_entries"), (
+            "incident_id", "number", "status", "public_message", "published_at", "position"))
 
     def create_statements(self, dialect: str) -> list[str]:
         incidents, entries = self.t("feed_incidents"), self.t("feed_entries")
@@ -65,20 +76,17 @@ class FeedItems(Projection):
     @handles(Incident.Created)
     def _created(self, event: Incident.Created, cursor: Cursor, position: int) -> None:
         at = micros(event.timestamp)
-        cursor.execute(
-            f"INSERT INTO {self.t('feed_incidents')} (id, created_position, title, "
-            "description, status, severity, incident_type, affected_services, public_message,"
-            " is_public, rss_enabled, deleted, created_at, last_public_change, position) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                event.originator_id, position, event.title, event.description,
-                event.status.value, event.severity.value, event.incident_type.value,
-                dump_list(event.affected_services), event.public_message, event.is_public,
-                event.rss_enabled, False, at, at, position,
-            ),
-        )
-        self._entry(cursor, event.originator_id, 0, event.status.value,
-                    event.public_message, at, position)
+        self.incidents.put({
+            "id": event.originator_id, "created_position": position, "title": event.title,
+            "description": event.description, "status": event.status.value,
+            "severity": event.severity.value, "incident_type": event.incident_type.value,
+            "affected_services": dump_list(event.affected_services),
+            "public_message": event.public_message, "is_public": event.is_public,
+            "rss_enabled": event.rss_enabled, "deleted": False, "created_at": at,
+            "last_public_change": at, "position": position,
+        })
+        self.entries.add(event.originator_id, 0, event.status.value, event.public_message, at,
+                         position)
 
     @handles(Incident.DetailsChanged)
     def _details_changed(
@@ -87,7 +95,7 @@ class FeedItems(Projection):
         public: dict[str, Any] = {}
         for name, value in event.changes.items():
             if name in _PUBLIC_DETAILS:
-                public[_PUBLIC_DETAILS[name]] = getattr(value, "value", value)
+                public[name] = getattr(value, "value", value)
             elif name == "affected_services":
                 public["affected_services"] = dump_list(value)
         if public:  # a change of internal notes alone is not a public change
@@ -102,8 +110,8 @@ class FeedItems(Projection):
         if says_something:
             changes["public_message"] = event.public_message
         self._touch(cursor, event, position, changes)
-        self._entry(cursor, event.originator_id, event.number, event.status.value,
-                    event.public_message, micros(event.timestamp), position)
+        self.entries.add(event.originator_id, event.number, event.status.value,
+                         event.public_message, micros(event.timestamp), position)
 
     @handles(Incident.Resolved)
     def _resolved(self, event: Incident.Resolved, cursor: Cursor, position: int) -> None:
@@ -116,19 +124,9 @@ class FeedItems(Projection):
     def _touch(
         self, cursor: Cursor, event: Incident.Event, position: int, changes: dict[str, Any]
     ) -> None:
-        values = {**changes, "last_public_change": micros(event.timestamp), "position": position}
-        assignments = ", ".join(f"{column} = ?" for column in values)
-        cursor.execute(
-            f"UPDATE {self.t('feed_incidents')} SET {assignments} WHERE id = ?",
-            (*values.values(), event.originator_id),
-        )
+        self.incidents.change(cursor, event.originator_id, **changes,
+                              last_public_change=micros(event.timestamp), position=position)
 
-    def _entry(
-        self, cursor: Cursor, incident_id: str, number: int, status: str, message: str,
-        at: int, position: int,
-    ) -> None:
-        cursor.execute(
-            f"INSERT INTO {self.t('feed_entries')} (incident_id, number, status, "
-            "public_message, published_at, position) VALUES (?, ?, ?, ?, ?, ?)",
-            (incident_id, number, status, message, at, position),
-        )
+    def end_batch(self, cursor: Cursor) -> None:
+        self.incidents.flush(cursor)
+        self.entries.flush(cursor)

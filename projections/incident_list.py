@@ -6,31 +6,35 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from domain.incident import Incident
-from projections.base import Cursor, Projection, dump_list, handles, micros
+from projections.base import Cursor, NameLists, Projection, RowBuffer, dump_list, handles, micros
 
-_COLUMNS = {
-    "title": "title",
-    "description": "description",
-    "severity": "severity",
-    "incident_type": "incident_type",
-    "public_message": "public_message",
-    "internal_notes": "internal_notes",
-    "is_public": "is_public",
-    "rss_enabled": "rss_enabled",
-}
+COLUMNS = (
+    "id", "created_position", "title", "description", "status", "severity", "incident_type",
+    "affected_services", "affected_regions", "start_time", "resolved_at", "public_message",
+    "internal_notes", "is_public", "rss_enabled", "created_at", "updated_at", "version",
+    "deleted",
+)
+_PLAIN_DETAILS = ("title", "description", "severity", "incident_type", "public_message",
+                  "internal_notes", "is_public", "rss_enabled")
 
 
 class IncidentList(Projection):
     name: ClassVar[str] = "incident_list"
     tables: ClassVar[tuple[str, ...]] = ("incidents", "incident_services", "incident_regions")
 
+    def __init__(self, suffix: str = "") -> None:
+        super().__init__(suffix)
+        self.rows = RowBuffer(self.t("incidents"), "id", COLUMNS,
+                              booleans=("is_public", "rss_enabled", "deleted"))
+        self.services = NameLists(self.t("incident_services"))
+        self.regions = NameLists(self.t("incident_regions"))
+
     def create_statements(self, dialect: str) -> list[str]:
-        big = "BIGINT"
         incidents, services, regions = (self.t(n) for n in self.tables)
         return [
             f"""CREATE TABLE IF NOT EXISTS {incidents} (
                 id TEXT PRIMARY KEY,
-                created_position {big} NOT NULL,
+                created_position BIGINT NOT NULL,
                 title TEXT NOT NULL,
                 description TEXT NOT NULL,
                 status TEXT NOT NULL,
@@ -38,14 +42,14 @@ class IncidentList(Projection):
                 incident_type TEXT NOT NULL,
                 affected_services TEXT NOT NULL,
                 affected_regions TEXT NOT NULL,
-                start_time {big} NOT NULL,
-                resolved_at {big},
+                start_time BIGINT NOT NULL,
+                resolved_at BIGINT,
                 public_message TEXT NOT NULL,
                 internal_notes TEXT NOT NULL,
                 is_public BOOLEAN NOT NULL,
                 rss_enabled BOOLEAN NOT NULL,
-                created_at {big} NOT NULL,
-                updated_at {big} NOT NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
                 version INTEGER NOT NULL,
                 deleted BOOLEAN NOT NULL
             )""",
@@ -63,49 +67,46 @@ class IncidentList(Projection):
 
     @handles(Incident.Created)
     def _created(self, event: Incident.Created, cursor: Cursor, position: int) -> None:
-        cursor.execute(
-            f"INSERT INTO {self.t('incidents')} (id, created_position, title, description, "
-            "status, severity, incident_type, affected_services, affected_regions, start_time,"
-            " resolved_at, public_message, internal_notes, is_public, rss_enabled, created_at,"
-            " updated_at, version, deleted) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                event.originator_id, position, event.title, event.description,
-                event.status.value, event.severity.value, event.incident_type.value,
-                dump_list(event.affected_services), dump_list(event.affected_regions),
-                micros(event.start_time), event.public_message, event.internal_notes,
-                event.is_public, event.rss_enabled, micros(event.timestamp),
-                micros(event.timestamp), event.originator_version, False,
-            ),
-        )
-        self._set_names("incident_services", event.originator_id, event.affected_services,
-                        cursor)
-        self._set_names("incident_regions", event.originator_id, event.affected_regions,
-                        cursor)
+        at = micros(event.timestamp)
+        self.rows.put({
+            "id": event.originator_id, "created_position": position, "title": event.title,
+            "description": event.description, "status": event.status.value,
+            "severity": event.severity.value, "incident_type": event.incident_type.value,
+            "affected_services": dump_list(event.affected_services),
+            "affected_regions": dump_list(event.affected_regions),
+            "start_time": micros(event.start_time), "resolved_at": None,
+            "public_message": event.public_message, "internal_notes": event.internal_notes,
+            "is_public": event.is_public, "rss_enabled": event.rss_enabled,
+            "created_at": at, "updated_at": at, "version": event.originator_version,
+            "deleted": False,
+        })
+        self.services.replace(event.originator_id, event.affected_services, new=True)
+        self.regions.replace(event.originator_id, event.affected_regions, new=True)
 
     @handles(Incident.DetailsChanged)
-    def _details_changed(self, event: Incident.DetailsChanged, cursor: Cursor, position: int
+    def _details_changed(
+        self, event: Incident.DetailsChanged, cursor: Cursor, position: int
     ) -> None:
-        assignments: dict[str, Any] = {}
+        values: dict[str, Any] = {}
         for name, value in event.changes.items():
-            if name in _COLUMNS:
-                assignments[_COLUMNS[name]] = getattr(value, "value", value)
+            if name in _PLAIN_DETAILS:
+                values[name] = getattr(value, "value", value)
             elif name == "start_time":
-                assignments["start_time"] = micros(value)
+                values["start_time"] = micros(value)
             elif name == "affected_services":
-                assignments["affected_services"] = dump_list(value)
-                self._set_names("incident_services", event.originator_id, value, cursor)
+                values["affected_services"] = dump_list(value)
+                self.services.replace(event.originator_id, value)
             elif name == "affected_regions":
-                assignments["affected_regions"] = dump_list(value)
-                self._set_names("incident_regions", event.originator_id, value, cursor)
-        self._touch(event, cursor, assignments)
+                values["affected_regions"] = dump_list(value)
+                self.regions.replace(event.originator_id, value)
+        self._touch(event, cursor, values)
 
     @handles(Incident.UpdateAdded)
     def _update_added(self, event: Incident.UpdateAdded, cursor: Cursor, position: int) -> None:
-        changes: dict[str, Any] = {"status": event.status.value}
+        values: dict[str, Any] = {"status": event.status.value}
         if event.status.is_active:
-            changes["resolved_at"] = None  # reopened
-        self._touch(event, cursor, changes)
+            values["resolved_at"] = None  # reopened
+        self._touch(event, cursor, values)
 
     @handles(Incident.Resolved)
     def _resolved(self, event: Incident.Resolved, cursor: Cursor, position: int) -> None:
@@ -116,22 +117,11 @@ class IncidentList(Projection):
     def _deleted(self, event: Incident.Deleted, cursor: Cursor, position: int) -> None:
         self._touch(event, cursor, {"deleted": True})
 
-    def _touch(self, event: Incident.Event, cursor: Cursor, changes: dict[str, Any]) -> None:
-        values = {**changes, "updated_at": micros(event.timestamp),
-                  "version": event.originator_version}
-        assignments = ", ".join(f"{column} = ?" for column in values)
-        cursor.execute(
-            f"UPDATE {self.t('incidents')} SET {assignments} WHERE id = ?",
-            (*values.values(), event.originator_id),
-        )
+    def _touch(self, event: Incident.Event, cursor: Cursor, values: dict[str, Any]) -> None:
+        self.rows.change(cursor, event.originator_id, **values,
+                         updated_at=micros(event.timestamp), version=event.originator_version)
 
-    def _set_names(
-        self, table: str, incident_id: str, names: tuple[str, ...], cursor: Cursor
-    ) -> None:
-        cursor.execute(f"DELETE FROM {self.t(table)} WHERE incident_id = ?",
-                       (incident_id,))
-        for name in dict.fromkeys(names):
-            cursor.execute(
-                f"INSERT INTO {self.t(table)} (incident_id, name) VALUES (?, ?)",
-                (incident_id, name),
-            )
+    def end_batch(self, cursor: Cursor) -> None:
+        self.rows.flush(cursor)
+        self.services.flush(cursor)
+        self.regions.flush(cursor)

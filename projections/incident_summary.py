@@ -2,12 +2,14 @@
 scope (`public`: what anonymous readers may see; `all`: everything not deleted).
 
 Each incident contributes a set of counter keys; an event moves the incident from its old
-set to its new one, so every counter is exact after every event. The projection keeps
-the few facts it needs per incident in a table of its own.
+set to its new one, so every counter is exact after every batch. The projection keeps the
+few facts it needs per incident in a table of its own. Within a batch it works in memory
+and writes each changed counter and incident once, at the end of the batch.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
@@ -50,6 +52,15 @@ class Counted:
 class IncidentSummary(Projection):
     name: ClassVar[str] = "incident_summary"
     tables: ClassVar[tuple[str, ...]] = ("summary_counts", "summary_incidents")
+
+    def __init__(self, suffix: str = "") -> None:
+        super().__init__(suffix)
+        self.begin_batch()
+
+    def begin_batch(self) -> None:
+        self._known: dict[str, Counted] = {}
+        self._changed: set[str] = set()
+        self._deltas: Counter[Key] = Counter()
 
     def create_statements(self, dialect: str) -> list[str]:
         return [
@@ -105,33 +116,49 @@ class IncidentSummary(Projection):
             self._move(cursor, incident_id, old, replace(old, status=status))
 
     def _load(self, cursor: Cursor, incident_id: str) -> Counted:
+        known = self._known.get(incident_id)
+        if known is not None:
+            return known
         row = cursor.execute(
             "SELECT status, severity, incident_type, is_public, services, deleted "
             f"FROM {self.t('summary_incidents')} WHERE id = ?", (incident_id,)
         ).fetchone()
         assert row is not None, f"summary has no incident {incident_id}"
-        return Counted(row[0], row[1], row[2], bool(row[3]), tuple(load_list(row[4])),
-                       bool(row[5]))
+        counted = Counted(row[0], row[1], row[2], bool(row[3]), tuple(load_list(row[4])),
+                          bool(row[5]))
+        self._known[incident_id] = counted
+        return counted
 
     def _move(self, cursor: Cursor, incident_id: str, old: Counted | None, new: Counted) -> None:
         before = old.keys() if old else set()
         after = new.keys()
+        self._deltas.subtract(before - after)
+        self._deltas.update(after - before)
+        self._known[incident_id] = new
+        self._changed.add(incident_id)
+
+    def end_batch(self, cursor: Cursor) -> None:
         counts = self.t("summary_counts")
-        for (scope, dimension, key), delta in [*((k, -1) for k in before - after),
-                                               *((k, 1) for k in after - before)]:
-            cursor.execute(
+        moved = sorted((*key, delta) for key, delta in self._deltas.items() if delta)
+        if moved:
+            cursor.executemany(
                 f"INSERT INTO {counts} (scope, dimension, key, count) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (scope, dimension, key) DO UPDATE "
                 f"SET count = {counts}.count + excluded.count",
-                (scope, dimension, key, delta),
+                moved,
             )
-        cursor.execute(
-            f"INSERT INTO {self.t('summary_incidents')} (id, status, severity, incident_type, "
-            "is_public, services, deleted) VALUES (?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
-            "severity = excluded.severity, incident_type = excluded.incident_type, "
-            "is_public = excluded.is_public, services = excluded.services, "
-            "deleted = excluded.deleted",
-            (incident_id, new.status, new.severity, new.incident_type, new.is_public,
-             dump_list(new.services), new.deleted),
-        )
+            # A counter back at zero is no counter: the same rows however events batch.
+            cursor.execute(f"DELETE FROM {counts} WHERE count = 0")
+        if self._changed:
+            cursor.executemany(
+                f"INSERT INTO {self.t('summary_incidents')} (id, status, severity, "
+                "incident_type, is_public, services, deleted) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+                "severity = excluded.severity, incident_type = excluded.incident_type, "
+                "is_public = excluded.is_public, services = excluded.services, "
+                "deleted = excluded.deleted",
+                [(i, new.status, new.severity, new.incident_type, new.is_public,
+                  dump_list(new.services), new.deleted)
+                 for i in sorted(self._changed) for new in [self._known[i]]],
+            )
+        self.begin_batch()

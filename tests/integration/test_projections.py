@@ -88,15 +88,13 @@ def test_live_read_models_equal_a_rebuild(quiet: Services) -> None:
     quiet.projector.catch_up()
     live = snapshot(quiet)
     positions = quiet.projector.positions()
-    for projection in quiet.projector.projections:
-        rebuild(quiet.projector, projection)
+    rebuild(quiet.projector, quiet.projector.projections)
     assert snapshot(quiet) == live
     assert quiet.projector.positions() == positions
     write_history(quiet.commands, 5, start=40)  # the swapped-in tables keep following
     quiet.projector.catch_up()
     after = snapshot(quiet)
-    for projection in quiet.projector.projections:
-        rebuild(quiet.projector, projection)
+    rebuild(quiet.projector, quiet.projector.projections)
     assert snapshot(quiet) == after
 
 
@@ -150,8 +148,7 @@ def test_a_killed_projector_resumes_where_it_stopped(
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=30) == 0
     live = snapshot(quiet)
-    for projection in quiet.projector.projections:
-        rebuild(quiet.projector, projection)
+    rebuild(quiet.projector, quiet.projector.projections)
     assert snapshot(quiet) == live
 
 
@@ -178,8 +175,7 @@ def test_two_projector_processes_never_both_apply_an_event(
         assert "Traceback" not in logs
         assert "failed" not in logs
         live = snapshot(services)
-        for projection in services.projector.projections:
-            rebuild(services.projector, projection)
+        rebuild(services.projector, services.projector.projections)
         assert snapshot(services) == live
     finally:
         services.close()
