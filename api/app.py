@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from api import problems
 from api.limits import BodySizeLimit
-from api.routes import events, health, incidents, queries
+from api.routes import events, feeds, health, incidents, queries, stream
 from infra.bootstrap import Services
 
 
@@ -20,7 +20,11 @@ def create_app(services: Services) -> FastAPI:
     problems.install(app)
     app.add_middleware(BodySizeLimit)
     app.include_router(health.router)
-    app.include_router(queries.router)  # fixed paths before /incidents/{incident_id}
+    # Fixed paths (/incidents/status/summary, /incidents/rss/feed, ...) before
+    # /incidents/{incident_id}, or they would be taken for ids.
+    app.include_router(queries.router)
+    app.include_router(feeds.router)
     app.include_router(incidents.router)
+    app.include_router(stream.router)  # /events/stream before nothing it could shadow
     app.include_router(events.router)
     return app
