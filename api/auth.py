@@ -28,7 +28,7 @@ class Caller:
         return self.role is not None and _RANK[self.role] >= _RANK[role]
 
 
-def identify(request: Request) -> Caller:
+async def identify(request: Request) -> Caller:
     header = request.headers.get("authorization")
     if header is None:
         return Caller(None)
@@ -44,7 +44,7 @@ def identify(request: Request) -> Caller:
 
 
 def _requiring(role: Role) -> object:
-    def check(caller: Annotated[Caller, Depends(identify)]) -> Caller:
+    async def check(caller: Annotated[Caller, Depends(identify)]) -> Caller:
         if caller.role is None:
             raise Problem(401, f"this needs a bearer token with the {role} role",
                           headers=_CHALLENGE)

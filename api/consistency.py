@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import Cookie, Depends, Header, Query, Request
 
 from api.problems import Problem
-from infra.bootstrap import Services
 
 READ_WAIT_SECONDS = 2.0
 POSITION_HEADER = "Store-Position"
@@ -28,7 +28,7 @@ def _as_position(text: str | None, name: str) -> int | None:
     return int(text)
 
 
-def read_after_writes(
+async def read_after_writes(
     request: Request,
     min_position: Annotated[str | None, Query(description="wait for this store position")]
     = None,
@@ -40,10 +40,11 @@ def read_after_writes(
         _as_position(header, "Min-Position"),
         _as_position(cookie, POSITION_COOKIE),
     ]
-    services: Services = request.app.state.services
-    target = max([p for p in named if p is not None], default=0)
-    if not services.barrier.wait(max(target, services.barrier.last_written),
-                                 READ_WAIT_SECONDS):
+    barrier = request.app.state.services.barrier
+    target = max([p for p in named if p is not None] + [barrier.last_written])
+    if barrier.has_reached(target):
+        return  # the usual case: no waiting, no thread
+    if not await anyio.to_thread.run_sync(barrier.wait, target, READ_WAIT_SECONDS):
         raise Problem(503, "the read tables have not caught up with your last write yet; "
                       "retry shortly", headers={"Retry-After": "1"})
 

@@ -13,28 +13,31 @@ from infra.bootstrap import Services
 from infra.event_log import EventLog
 from projections.queries import IncidentQueries
 
+# Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in
+# the thread pool, a hop that costs more than the work.
+
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
 
 
-def services(request: Request) -> Services:
+def _services(request: Request) -> Services:
     found: Services = request.app.state.services
     return found
 
 
-def commands(request: Request) -> IncidentCommands:
-    return services(request).commands
+async def commands(request: Request) -> IncidentCommands:
+    return _services(request).commands
 
 
-def queries(request: Request) -> IncidentQueries:
-    return services(request).queries
+async def queries(request: Request) -> IncidentQueries:
+    return _services(request).queries
 
 
-def event_log(request: Request) -> EventLog:
-    return services(request).event_log
+async def event_log(request: Request) -> EventLog:
+    return _services(request).event_log
 
 
-def expected_version(if_match: Annotated[str | None, Header()] = None) -> int | None:
+async def expected_version(if_match: Annotated[str | None, Header()] = None) -> int | None:
     """The version named by If-Match; `*` (any) and absence mean no expectation. A tag
     that is not one of ours can never match, so it is answered 412."""
     if if_match is None or if_match.strip() == "*":
@@ -46,7 +49,7 @@ def expected_version(if_match: Annotated[str | None, Header()] = None) -> int | 
     return int(found.group(1))
 
 
-def idempotency_key(idempotency_key: Annotated[str | None, Header()] = None) -> str | None:
+async def idempotency_key(idempotency_key: Annotated[str | None, Header()] = None) -> str | None:
     if idempotency_key is None:
         return None
     if not _KEY.match(idempotency_key):

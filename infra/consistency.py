@@ -34,6 +34,10 @@ class ReadBarrier:
     def last_written(self) -> int:
         return self._written
 
+    def has_reached(self, target: int) -> bool:
+        """Whether every projection is known to have reached `target` (no I/O)."""
+        return self._reached >= target
+
     def wait(self, target: int, timeout: float) -> bool:
         """True once every projection reached `target`; False if `timeout` passed first."""
         if self._reached >= target:

@@ -50,7 +50,10 @@ class _PgCursor:
         return self
 
     def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
-        self._cursor.executemany(_pg_sql(sql), params)
+        # A cursor of its own: in pipeline mode the results of this statement must not
+        # be what a later fetch on the shared cursor reads.
+        with self._cursor.connection.cursor() as cursor:
+            cursor.executemany(_pg_sql(sql), params)
 
     def fetchone(self) -> Row | None:
         return self._cursor.fetchone()

@@ -30,6 +30,7 @@ PROJECTIONS: tuple[type[Projection], ...] = (
     IncidentList, IncidentUpdates, IncidentSummary, FeedItems
 )
 TRACKING = "projection_positions"
+ANALYZE_EVERY = 20_000
 
 
 class PositionRefused(Exception):
@@ -66,6 +67,17 @@ def apply_batch(cursor: Cursor, projection: Projection, start: int,
     projection.end_batch(cursor)
 
 
+def analyze(database: Database, projections: Sequence[Projection]) -> None:
+    """Gives PostgreSQL's planner statistics of the read tables (new tables have none,
+    and without them the list would sort the whole table instead of walking its index)."""
+    if database.dialect != "postgres":
+        return
+    with database.transaction(write=True) as cursor:
+        for projection in projections:
+            for table in projection.tables:
+                cursor.execute(f"ANALYZE {projection.t(table)}")
+
+
 class Projector:
     def __init__(
         self,
@@ -81,18 +93,26 @@ class Projector:
         self.wake = threading.Event()
         self.listeners: list[Callable[[dict[str, int]], None]] = []
         self._positions: dict[str, int] = {}
+        self._since_analyze = 0
 
     # Set-up.
 
     def create_tables(self) -> None:
-        with self.database.transaction(write=True) as cursor:
-            cursor.execute(
-                f"CREATE TABLE IF NOT EXISTS {TRACKING} "
-                "(name TEXT PRIMARY KEY, position BIGINT NOT NULL)"
-            )
-            for projection in self.projections:
-                for statement in projection.create_statements(self.database.dialect):
-                    cursor.execute(statement)
+        """Creates what is missing. Each statement is its own transaction: a process
+        starting while others project must never hold one table's lock while waiting
+        for another's (CREATE INDEX IF NOT EXISTS takes a SHARE lock even when the index
+        exists)."""
+        statements = [
+            f"CREATE TABLE IF NOT EXISTS {TRACKING} "
+            "(name TEXT PRIMARY KEY, position BIGINT NOT NULL)"
+        ]
+        for projection in self.projections:
+            statements += projection.create_statements(self.database.dialect)
+        for statement in statements:
+            with self.database.transaction(write=True) as cursor:
+                cursor.execute(statement)
+        for projection in self.projections:
+            with self.database.transaction(write=True) as cursor:
                 cursor.execute(
                     f"INSERT INTO {TRACKING} (name, position) VALUES (?, 0) "
                     "ON CONFLICT (name) DO NOTHING",
@@ -146,7 +166,16 @@ class Projector:
                 for listener in self.listeners:
                     listener(positions)
             else:
+                self._keep_statistics(total)
                 return total
+
+    def _keep_statistics(self, applied: int) -> None:
+        """Refreshes PostgreSQL's planner statistics after every ~20,000 applied events,
+        so list pages keep walking the index even where autovacuum is off."""
+        self._since_analyze += applied
+        if self._since_analyze >= ANALYZE_EVERY:
+            analyze(self.database, self.projections)
+            self._since_analyze = 0
 
     def positions(self) -> dict[str, int]:
         with self.database.transaction() as cursor:

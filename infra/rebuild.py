@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from infra.database import Database
-from infra.projector import TRACKING, Positioned, Projector
+from infra.projector import TRACKING, Positioned, Projector, analyze
 from projections.base import Cursor, Projection
 
 ASIDE = "__rebuild"
@@ -69,9 +69,11 @@ def rebuild(projector: Projector, live: Sequence[Projection],
             _swap(cursor, database, old, new)
             cursor.execute(f"UPDATE {TRACKING} SET position = ? WHERE name = ?",
                            (position, old.name))
+    analyze(database, live)
     if progress:
         progress(head, head, applied / max(time.monotonic() - started, 1e-9))
     return position
+
 
 
 def _apply(cursor: Cursor, projections: Sequence[Projection],

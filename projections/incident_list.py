@@ -60,9 +60,11 @@ class IncidentList(Projection):
             f"""CREATE TABLE IF NOT EXISTS {services} (
                 incident_id TEXT NOT NULL, name TEXT NOT NULL,
                 PRIMARY KEY (name, incident_id))""",
+            f"CREATE INDEX IF NOT EXISTS {services}_incident ON {services} (incident_id)",
             f"""CREATE TABLE IF NOT EXISTS {regions} (
                 incident_id TEXT NOT NULL, name TEXT NOT NULL,
                 PRIMARY KEY (name, incident_id))""",
+            f"CREATE INDEX IF NOT EXISTS {regions}_incident ON {regions} (incident_id)",
         ]
 
     @handles(Incident.Created)
