@@ -15,6 +15,7 @@ def create_app(services: Services) -> FastAPI:
         title="Product Status",
         version="0.1.0",
         description="Declare incidents, post status updates, and tell everyone who needs to know.",
+        redirect_slashes=False,  # a redirect is no answer to /incidents/../ or a typo
     )
     app.state.services = services
     problems.install(app)
@@ -25,6 +26,6 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(queries.router)
     app.include_router(feeds.router)
     app.include_router(incidents.router)
-    app.include_router(stream.router)  # /events/stream before nothing it could shadow
+    app.include_router(stream.router)
     app.include_router(events.router)
     return app

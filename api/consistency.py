@@ -8,6 +8,7 @@ after `READ_WAIT_SECONDS` it answers 503 rather than stale data.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import anyio.to_thread
@@ -16,6 +17,7 @@ from fastapi import Cookie, Depends, Header, Query, Request
 from api.problems import Problem
 
 READ_WAIT_SECONDS = 2.0
+_POSITION = re.compile(r"^[0-9]{1,18}$")
 POSITION_HEADER = "Store-Position"
 POSITION_COOKIE = "store_position"
 
@@ -23,7 +25,7 @@ POSITION_COOKIE = "store_position"
 def _as_position(text: str | None, name: str) -> int | None:
     if text is None or text == "":
         return None
-    if not text.isdigit() or len(text) > 18:
+    if not _POSITION.match(text):
         raise Problem(400, f"{name} must be a store position (a whole number), got {text!r}")
     return int(text)
 
@@ -44,6 +46,10 @@ async def read_after_writes(
     target = max([p for p in named if p is not None] + [barrier.last_written])
     if barrier.has_reached(target):
         return  # the usual case: no waiting, no thread
+    head = await anyio.to_thread.run_sync(request.app.state.services.event_log.last_position)
+    if target > head:
+        raise Problem(400, f"store position {target} has not been written (the store is at "
+                      f"{head})")
     if not await anyio.to_thread.run_sync(barrier.wait, target, READ_WAIT_SECONDS):
         raise Problem(503, "the read tables have not caught up with your last write yet; "
                       "retry shortly", headers={"Retry-After": "1"})

@@ -17,6 +17,8 @@ from projections.queries import IncidentQueries
 # the thread pool, a hop that costs more than the work.
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+# The shape of every incident id this service hands out; anything else names nothing.
+_INCIDENT_ID = re.compile(r"^incident-[A-Za-z0-9_-]{1,128}$")
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
 
 
@@ -35,6 +37,13 @@ async def queries(request: Request) -> IncidentQueries:
 
 async def event_log(request: Request) -> EventLog:
     return _services(request).event_log
+
+
+async def incident_id(incident_id: str) -> str:
+    """The `{incident_id}` of the path; an id of a shape never handed out is a 404."""
+    if not _INCIDENT_ID.match(incident_id):
+        raise Problem(404, f"no incident with id {incident_id!r}")
+    return incident_id
 
 
 async def expected_version(if_match: Annotated[str | None, Header()] = None) -> int | None:
@@ -57,6 +66,7 @@ async def idempotency_key(idempotency_key: Annotated[str | None, Header()] = Non
     return idempotency_key
 
 
+IncidentId = Annotated[str, Depends(incident_id)]
 Commands = Annotated[IncidentCommands, Depends(commands)]
 Log = Annotated[EventLog, Depends(event_log)]
 Queries = Annotated[IncidentQueries, Depends(queries)]

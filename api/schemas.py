@@ -2,18 +2,73 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Self
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Self, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    model_validator,
+)
 
 from domain.values import IncidentType, Severity, Status, UpdateType
 from projections.incident_history import IncidentRecord, UpdateRecord
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Text = Annotated[str, StringConstraints(max_length=10_000)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+# NUL cannot be stored in PostgreSQL text, and an unpaired surrogate cannot be encoded:
+# text carrying either is refused rather than left to fail later in a read model.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+T = TypeVar("T")
+
+
+def storable(text: str) -> str:
+    if _UNSTORABLE.search(text):
+        raise ValueError("must not contain NUL characters or unpaired surrogates")
+    return text
+
+
+def utc_moment(moment: datetime) -> datetime:
+    """An instant normalised to UTC; refused if it cannot be (beyond year 1-9999)."""
+    try:
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("must be an instant between the years 1 and 9999 in UTC") from None
+
+
+def not_null(value: T | None) -> T:
+    if value is None:
+        raise ValueError("may not be null; leave the field out to keep it")
+    return value
+
+
+Storable = AfterValidator(storable)
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable
+]
+Text = Annotated[str, StringConstraints(max_length=10_000), Storable]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), Storable
+]
 Names = Annotated[list[Name], Field(max_length=50)]
-Author = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Author = Name
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def rfc3339_text(value: Any) -> Any:
+    if isinstance(value, datetime) or (isinstance(value, str) and _RFC3339.match(value)):
+        return value
+    raise ValueError("must be an RFC 3339 date-time string, e.g. 2024-01-01T12:00:00Z")
+
+
+# Strict where JSON is: "yes" is not a boolean, and 1714557600 is not an RFC 3339 time.
+Moment = Annotated[AwareDatetime, BeforeValidator(rfc3339_text), AfterValidator(utc_moment)]
+Flag = StrictBool
 
 # Fields the server owns: a body that sets them is refused, naming them.
 SERVER_OWNED = frozenset(
@@ -22,7 +77,7 @@ SERVER_OWNED = frozenset(
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+    model_config = ConfigDict(extra="forbid")
 
 
 class IncidentCreate(_Body):
@@ -33,34 +88,28 @@ class IncidentCreate(_Body):
     incident_type: IncidentType = IncidentType.OTHER
     affected_services: Names = Field(default_factory=list)
     affected_regions: Names = Field(default_factory=list)
-    start_time: AwareDatetime | None = None
+    start_time: Moment | None = None
     public_message: Text = ""
     internal_notes: Text = ""
-    is_public: bool = True
-    rss_enabled: bool = True
+    is_public: Flag = True
+    rss_enabled: Flag = True
 
 
 class IncidentChange(_Body):
-    """A partial change of details: only the fields sent are changed."""
+    """A partial change of details: only the fields sent are changed; null is refused
+    (naming the field), as every detail has a value."""
 
-    title: Title | None = None
-    description: Text | None = None
-    severity: Severity | None = None
-    incident_type: IncidentType | None = None
-    affected_services: Names | None = None
-    affected_regions: Names | None = None
-    start_time: AwareDatetime | None = None
-    public_message: Text | None = None
-    internal_notes: Text | None = None
-    is_public: bool | None = None
-    rss_enabled: bool | None = None
-
-    @model_validator(mode="after")
-    def _no_nulls(self) -> Self:
-        nulls = [name for name in self.model_fields_set if getattr(self, name) is None]
-        if nulls:
-            raise ValueError(f"may not be null: {', '.join(sorted(nulls))}")
-        return self
+    title: Annotated[Title | None, AfterValidator(not_null)] = None
+    description: Annotated[Text | None, AfterValidator(not_null)] = None
+    severity: Annotated[Severity | None, AfterValidator(not_null)] = None
+    incident_type: Annotated[IncidentType | None, AfterValidator(not_null)] = None
+    affected_services: Annotated[Names | None, AfterValidator(not_null)] = None
+    affected_regions: Annotated[Names | None, AfterValidator(not_null)] = None
+    start_time: Annotated[Moment | None, AfterValidator(not_null)] = None
+    public_message: Annotated[Text | None, AfterValidator(not_null)] = None
+    internal_notes: Annotated[Text | None, AfterValidator(not_null)] = None
+    is_public: Annotated[Flag | None, AfterValidator(not_null)] = None
+    rss_enabled: Annotated[Flag | None, AfterValidator(not_null)] = None
 
     def changes(self) -> dict[str, Any]:
         values = {name: getattr(self, name) for name in self.model_fields_set}

@@ -18,7 +18,8 @@ def _full_types(given: list[str]) -> list[str]:
     try:
         return [event_type_named(name) for name in given]
     except ValueError as error:
-        raise Problem(422, str(error)) from None
+        raise Problem(422, "the request has invalid fields",
+                      errors=[{"field": "query.type", "message": str(error)}]) from None
 
 
 @router.get("/events")

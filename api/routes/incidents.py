@@ -6,15 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 
 from api.auth import AnyCaller, Writer
 from api.consistency import Consistent, position_headers
-from api.deps import Commands, ExpectedVersion, IdempotencyKey, Log, Queries
+from api.deps import Commands, ExpectedVersion, IdempotencyKey, IncidentId, Log, Queries
 from api.problems import Problem
 from api.render import event_list_response, incident_response, public_document
 from api.routes.queries import read_incident
-from api.schemas import IncidentChange, IncidentCreate, IncidentOut, UpdateCreate
+from api.schemas import IncidentChange, IncidentCreate, IncidentOut, Moment, UpdateCreate
 from commands.application import NewIncident, NewUpdate, Written
 from projections.incident_history import IncidentRecord, fold
 
@@ -52,12 +51,12 @@ def create_incident(
 
 @router.get("/{incident_id}", response_model=IncidentOut)
 def get_incident(
-    incident_id: str,
+    incident_id: IncidentId,
     caller: AnyCaller,
     commands: Commands,
     queries: Queries,
     _: Consistent,
-    as_of: Annotated[AwareDatetime | None, Query(description="show it as it stood then")] = None,
+    as_of: Annotated[Moment | None, Query(description="show it as it stood then")] = None,
 ) -> JSONResponse:
     """From the read tables; with `as_of`, folded from the incident's stored events."""
     if as_of is None:
@@ -70,7 +69,7 @@ def get_incident(
 
 @router.put("/{incident_id}", response_model=IncidentOut)
 def change_incident(
-    incident_id: str,
+    incident_id: IncidentId,
     body: IncidentChange,
     _: Writer,
     commands: Commands,
@@ -81,7 +80,7 @@ def change_incident(
 
 @router.delete("/{incident_id}", status_code=204)
 def delete_incident(
-    incident_id: str, _: Writer, commands: Commands, expected: ExpectedVersion
+    incident_id: IncidentId, _: Writer, commands: Commands, expected: ExpectedVersion
 ) -> Response:
     written = commands.delete(incident_id, expected)
     return Response(status_code=204, headers=position_headers(written.position))
@@ -89,7 +88,7 @@ def delete_incident(
 
 @router.post("/{incident_id}/updates", status_code=201, response_model=IncidentOut)
 def add_update(
-    incident_id: str,
+    incident_id: IncidentId,
     body: UpdateCreate,
     _: Writer,
     commands: Commands,
@@ -102,7 +101,7 @@ def add_update(
 
 @router.get("/{incident_id}/timeline")
 def incident_timeline(
-    incident_id: str, caller: AnyCaller, commands: Commands, log: Log
+    incident_id: IncidentId, caller: AnyCaller, commands: Commands, log: Log
 ) -> Response:
     """Every stored event of the incident, oldest first; without a reader token only
     public incidents, with internal fields removed."""

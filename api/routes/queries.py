@@ -7,17 +7,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
+from pydantic import StringConstraints
 
 from api.auth import AnyCaller
 from api.consistency import Consistent
 from api.deps import Queries
 from api.problems import Problem
+from api.schemas import Moment
 from domain.values import IncidentType, Severity, Status
 from projections.queries import BadCursor, ListFilters
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["queries"])
-Names = Annotated[list[Annotated[str, Query(min_length=1, max_length=100)]], Query()]
+Names = Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=100)]], Query()]
 
 
 @router.get("")
@@ -28,11 +29,11 @@ def list_incidents(
     status: Annotated[list[Status], Query()] = [],  # noqa: B006
     severity: Annotated[list[Severity], Query()] = [],  # noqa: B006
     incident_type: Annotated[list[IncidentType], Query()] = [],  # noqa: B006
-    service: Annotated[list[str], Query(max_length=100)] = [],  # noqa: B006
-    region: Annotated[list[str], Query(max_length=100)] = [],  # noqa: B006
+    service: Names = [],  # noqa: B006
+    region: Names = [],  # noqa: B006
     q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    since: Moment | None = None,
+    until: Moment | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
