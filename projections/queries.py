@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -53,7 +54,7 @@ def decode_cursor(cursor: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         version, _, number = text.partition(":")
-        if version != "v1" or not number.isdigit():
+        if version != "v1" or not re.fullmatch(r"[0-9]{1,18}", number):
             raise ValueError(text)
         return int(number)
     except (ValueError, binascii.Error, UnicodeDecodeError):
