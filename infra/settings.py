@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     incident_auto_resolve_hours: int = Field(default=72, ge=0)
     cloudevent_broker_url: str | None = None
     cloudevent_topic: str = "incidents"
+    # JetStream drops a republished event (same Nats-Msg-Id) within this window: it must
+    # outlast the longest NATS outage or relay downtime to ride out without duplicates.
+    cloudevent_duplicate_window_seconds: int = Field(default=86_400, ge=120, le=30 * 86_400)
     rss_ttl_minutes: int = Field(default=5, ge=1, le=10_080)
 
     @field_validator("database_url")
