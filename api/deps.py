@@ -11,6 +11,7 @@ from api.problems import Problem
 from commands.application import IncidentCommands
 from infra.bootstrap import Services
 from infra.event_log import EventLog
+from infra.relay import Relay
 from projections.queries import IncidentQueries
 
 # Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in
@@ -33,6 +34,10 @@ async def commands(request: Request) -> IncidentCommands:
 
 async def queries(request: Request) -> IncidentQueries:
     return _services(request).queries
+
+
+async def relay(request: Request) -> Relay | None:
+    return _services(request).relay
 
 
 async def event_log(request: Request) -> EventLog:
@@ -70,5 +75,6 @@ IncidentId = Annotated[str, Depends(incident_id)]
 Commands = Annotated[IncidentCommands, Depends(commands)]
 Log = Annotated[EventLog, Depends(event_log)]
 Queries = Annotated[IncidentQueries, Depends(queries)]
+NatsRelay = Annotated[Relay | None, Depends(relay)]
 ExpectedVersion = Annotated[int | None, Depends(expected_version)]
 IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]

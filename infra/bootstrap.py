@@ -15,8 +15,10 @@ from infra.consistency import ReadBarrier
 from infra.database import Database, PostgresDatabase, SQLiteDatabase
 from infra.event_log import EventLog
 from infra.projector import Projector
+from infra.relay import Relay, RelayConfig
 from infra.settings import Settings
 from infra.store_listener import StoreListener
+from infra.store_watch import StoreWatch
 from projections.queries import IncidentQueries
 
 log = logging.getLogger("product_status")
@@ -31,6 +33,8 @@ class Services:
     projector: Projector
     queries: IncidentQueries
     barrier: ReadBarrier
+    store_watch: StoreWatch
+    relay: Relay | None = None  # the NATS relay, when CLOUDEVENT_BROKER_URL is set
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -41,6 +45,12 @@ class Services:
             listener = StoreListener(self.database, self.projector.wake)
             self._start(listener.run, "store-listener", self._stop)
 
+    def start_relay(self) -> None:
+        """Runs the NATS relay in this process, in the background (if one is configured).
+        Of several relays on one store one publishes; the others stand by."""
+        if self.relay is not None:
+            self._start(self.relay.run, "nats-relay", self._stop)
+
     def _start(self, target: object, name: str, *args: object) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)  # type: ignore[arg-type]
         thread.start()
@@ -48,7 +58,10 @@ class Services:
 
     def close(self) -> None:
         self._stop.set()
+        self.store_watch.close()
         self.projector.wake.set()
+        if self.relay is not None:
+            self.relay.wake.set()
         for thread in self._threads:
             thread.join(timeout=10)
         self.commands.close()
@@ -120,12 +133,22 @@ def bootstrap(settings: Settings) -> Services:
     commands.listeners.append(barrier.written)
     commands.listeners.append(lambda _: projector.wake.set())
     projector.listeners.append(barrier.reached)
+    event_log = EventLog(commands.recorder)
+    store_watch = StoreWatch(event_log.last_position)
+    commands.listeners.append(store_watch.written)
+    relay = None
+    if settings.cloudevent_broker_url:
+        relay = Relay(database, event_log, RelayConfig.from_settings(settings))
+        wake_relay = relay.wake
+        commands.listeners.append(lambda _: wake_relay.set())
     return Services(
         settings=settings,
         commands=commands,
-        event_log=EventLog(commands.recorder),
+        event_log=event_log,
         database=database,
         projector=projector,
         queries=IncidentQueries(database),
         barrier=barrier,
+        store_watch=store_watch,
+        relay=relay,
     )

@@ -19,13 +19,21 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     services = bootstrap(settings)
     if not args.no_projectors:
         services.start_projections()
+    if not args.no_relay:
+        services.start_relay()
     if not settings.api_tokens:
         logging.getLogger("product_status").warning(
             "API_TOKENS is not set: reads are public and every write will be refused (401)"
         )
     try:
-        uvicorn.run(create_app(services), host=settings.host, port=settings.port,
-                    log_level="info")
+        config = uvicorn.Config(create_app(services), host=settings.host, port=settings.port,
+                                log_level="info", timeout_graceful_shutdown=5)
+        server = uvicorn.Server(config)
+        # uvicorn waits for open responses before shutting down; live streams never end alone.
+        services.store_watch.close_when(lambda: server.should_exit)
+        server.run()
+        if not server.started:
+            return 3  # could not start (e.g. the port is taken), as uvicorn.run says
     finally:
         services.close()
     return 0
@@ -81,6 +89,34 @@ def _project(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def _publish(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+    import signal
+    import threading
+
+    from infra.bootstrap import bootstrap
+    from infra.relay import read_status
+
+    services = bootstrap(settings)
+    try:
+        if args.status:
+            status = read_status(services.database, services.event_log)
+            print(json.dumps(status.as_dict()) if args.json else status.describe())
+            return 0
+        if services.relay is None:
+            print("product-status publish: CLOUDEVENT_BROKER_URL is not set", file=sys.stderr)
+            return 2
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        services.start_relay()  # logs its status every 30 s
+        while not stop.wait(1.0):
+            pass
+    finally:
+        services.close()
+    return 0
+
+
 def _rebuild(settings: Settings, args: argparse.Namespace) -> int:
     from infra.bootstrap import bootstrap
     from infra.rebuild import progress_bar, rebuild
@@ -120,6 +156,8 @@ def parser() -> argparse.ArgumentParser:
                                 description="Serve the HTTP API on HOST:PORT.")
     serve.add_argument("--no-projectors", action="store_true",
                        help="do not run the projectors here (a separate `project` runs them)")
+    serve.add_argument("--no-relay", action="store_true",
+                       help="do not run the NATS relay here (a separate `publish` runs it)")
     serve.set_defaults(run=_serve)
     project = commands.add_parser(
         "project", help="run the projectors only",
@@ -127,6 +165,16 @@ def parser() -> argparse.ArgumentParser:
         "run against one PostgreSQL: one works on each read model at a time, another takes "
         "over if it stops.")
     project.set_defaults(run=_project)
+    publish = commands.add_parser(
+        "publish", help="run the NATS relay only",
+        description="Publish every stored CloudEvent to NATS JetStream (CLOUDEVENT_BROKER_URL), "
+        "subject <CLOUDEVENT_TOPIC>.<short type>, from the relay's saved position. Several may "
+        "run against one store: one publishes, the others stand by and take over if it stops.")
+    publish.add_argument("--status", action="store_true",
+                         help="print the relay's position, the store's head, the lag and "
+                         "whether a relay is running, then exit")
+    publish.add_argument("--json", action="store_true", help="with --status: one JSON object")
+    publish.set_defaults(run=_publish)
     projections = commands.add_parser("projections", help="manage the read models")
     projection_commands = projections.add_subparsers(dest="action", required=True,
                                                      metavar="ACTION")

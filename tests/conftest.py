@@ -82,6 +82,7 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         config = uvicorn.Config(create_app(services), log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
+        services.store_watch.close_when(lambda: self.server.should_exit)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
         )

@@ -7,7 +7,7 @@ import logging
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.deps import Log
+from api.deps import Log, NatsRelay
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger("product_status.api")
@@ -19,8 +19,9 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-def readyz(event_log: Log) -> JSONResponse:
-    """Ready when the event store answers."""
+def readyz(event_log: Log, relay: NatsRelay) -> JSONResponse:
+    """Ready when the event store answers. The NATS relay's state (broker, position,
+    lag) is reported, never waited for: an outage of NATS delays publishing only."""
     try:
         position = event_log.last_position()
     except Exception as error:  # any failure of the store means not ready
@@ -29,4 +30,7 @@ def readyz(event_log: Log) -> JSONResponse:
             {"status": "unavailable", "store": f"unreachable: {type(error).__name__}"},
             status_code=503,
         )
-    return JSONResponse({"status": "ready", "store": "ok", "store_position": position})
+    body: dict[str, object] = {"status": "ready", "store": "ok", "store_position": position}
+    if relay is not None:
+        body["relay"] = relay.status().as_dict()
+    return JSONResponse(body)

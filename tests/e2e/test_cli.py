@@ -26,7 +26,8 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
                           env={**os.environ, **(env or {})}, check=False)
 
 
-@pytest.mark.parametrize("args", [[], ["serve"], ["events"]])
+@pytest.mark.parametrize("args", [[], ["serve"], ["events"], ["project"], ["publish"],
+                                  ["projections", "rebuild"]])
 def test_help(args: list[str]) -> None:
     result = run(*args, "--help")
     assert result.returncode == 0
@@ -98,3 +99,55 @@ def test_events_refuses_bad_arguments_naming_them(args: list[str], sqlite_url: s
     assert result.returncode == 2
     assert args[0] in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _serve(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    full = {**os.environ, "PORT": str(port), "DATA_DIR": str(tmp_path / "data"),
+            "API_TOKENS": "writer:w", **env}
+    full.pop("DATABASE_URL", None)
+    with (tmp_path / "serve.log").open("w") as out:
+        server = subprocess.Popen([CLI, "serve"], env=full, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{url}/healthz", timeout=1)
+            return server, url
+        except httpx.TransportError:
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, "serve did not answer within 30 s"
+            time.sleep(0.1)
+
+
+def test_serve_with_nats_unreachable_starts_and_takes_commands(tmp_path: Path) -> None:
+    server, url = _serve(tmp_path, CLOUDEVENT_BROKER_URL=f"nats://127.0.0.1:{free_port()}")
+    try:
+        started = time.monotonic()
+        created = httpx.post(f"{url}/api/v1/incidents", json={"title": "NATS is down"},
+                             headers={"Authorization": "Bearer w"}, timeout=10)
+        assert created.status_code == 201
+        assert time.monotonic() - started < 2
+        deadline = time.monotonic() + 15
+        while True:
+            ready = httpx.get(f"{url}/readyz", timeout=5)
+            relay = ready.json()["relay"]
+            if relay["broker"] == "unreachable" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert ready.status_code == 200  # NATS delays publishing; the API stays ready
+        assert relay["broker"] == "unreachable"
+        assert relay["lag"] >= 1
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    status = run("publish", "--status", "--json", env={"DATA_DIR": str(tmp_path / "data"),
+                                                       "DATABASE_URL": ""})
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["lag"] >= 1
+
+
+def test_publish_needs_a_broker(sqlite_url: str) -> None:
+    result = run("publish", env={"DATABASE_URL": sqlite_url, "CLOUDEVENT_BROKER_URL": ""})
+    assert result.returncode == 2
+    assert "CLOUDEVENT_BROKER_URL" in result.stderr
