@@ -5,10 +5,14 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+import psycopg
 
 from commands.application import IncidentCommands
 from infra.consistency import ReadBarrier
@@ -22,6 +26,7 @@ from infra.store_watch import StoreWatch
 from projections.queries import IncidentQueries
 
 log = logging.getLogger("product_status")
+SCHEMA_LOCK = 0x50535441  # an advisory lock key of this product's own ("PSTA")
 
 
 @dataclass
@@ -117,18 +122,32 @@ def open_database(settings: Settings, commands: IncidentCommands) -> Database:
     return PostgresDatabase(str(settings.database_url), table)
 
 
+@contextmanager
+def schema_lock(settings: Settings) -> Iterator[None]:
+    """Serialises creating tables across processes starting at once on one PostgreSQL
+    (its IF NOT EXISTS is not safe against a concurrent CREATE of the same name)."""
+    if sqlite_path(settings) is not None:
+        yield
+        return
+    with psycopg.connect(str(settings.database_url), autocommit=True,
+                         connect_timeout=5) as connection:
+        connection.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+        yield
+
+
 def bootstrap(settings: Settings) -> Services:
     """Builds every part from the settings; creates the tables if missing. Nothing runs
-    in the background until `start_projections()`."""
-    commands = IncidentCommands(
-        persistence_env(settings),
-        clock=now,
-        new_incident_id=new_incident_id,
-        max_updates=settings.incident_max_updates,
-    )
-    database = open_database(settings, commands)
-    projector = Projector(database, commands.mapper)
-    projector.create_tables()
+    in the background until `start_projections()` / `start_relay()`."""
+    with schema_lock(settings):
+        commands = IncidentCommands(
+            persistence_env(settings),
+            clock=now,
+            new_incident_id=new_incident_id,
+            max_updates=settings.incident_max_updates,
+        )
+        database = open_database(settings, commands)
+        projector = Projector(database, commands.mapper)
+        projector.create_tables()
     barrier = ReadBarrier(database)
     commands.listeners.append(barrier.written)
     commands.listeners.append(lambda _: projector.wake.set())

@@ -179,3 +179,14 @@ def test_two_projector_processes_never_both_apply_an_event(
         assert snapshot(services) == live
     finally:
         services.close()
+
+
+@pytest.mark.postgres
+def test_processes_starting_together_on_a_fresh_database(postgres_url: str) -> None:
+    """Six processes creating the store and read tables at once all start."""
+    code = ("from infra.settings import load_settings; from infra.bootstrap import bootstrap; "
+            f"bootstrap(load_settings({{'DATABASE_URL': {postgres_url!r}}})).close()")
+    processes = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE,
+                                  text=True) for _ in range(6)]
+    errors = [p.communicate(timeout=120)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0] * 6, errors
