@@ -241,11 +241,27 @@ def test_writes_tell_their_position_and_reads_wait_for_it(http: httpx.Client) ->
     assert f"store_position={position}" in response.headers["set-cookie"]
     listed_now = http.get("/api/v1/incidents", headers={"Min-Position": str(position)})
     assert listed_now.json()["items"][0]["id"] == response.json()["id"]
-    too_far = http.get("/api/v1/incidents", params={"min_position": position + 1000})
-    assert too_far.status_code == 503
-    assert too_far.headers["retry-after"] == "1"
+    never_written = http.get("/api/v1/incidents", params={"min_position": position + 1000})
+    assert never_written.status_code == 400
     bad = http.get("/api/v1/incidents", headers={"Min-Position": "soon"})
     assert bad.status_code == 400
+
+
+def test_a_read_the_projections_cannot_reach_in_time_is_503(settings: Settings) -> None:
+    services = bootstrap(settings)  # no projector runs anywhere
+    server = LiveServer(services)
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            created = client.post("/api/v1/incidents", json={"title": "t"}, headers=WRITER)
+            assert created.status_code == 201
+            behind = client.get("/api/v1/incidents")
+            assert behind.status_code == 503
+            assert behind.headers["retry-after"] == "1"
+            assert behind.headers["content-type"] == "application/problem+json"
+    finally:
+        server.stop()
+        services.close()
 
 
 @pytest.fixture
