@@ -23,6 +23,7 @@ from infra.relay import Relay, RelayConfig
 from infra.settings import Settings
 from infra.store_listener import StoreListener
 from infra.store_watch import StoreWatch
+from projections.feed_queries import FeedQueries
 from projections.queries import IncidentQueries
 
 log = logging.getLogger("product_status")
@@ -37,6 +38,7 @@ class Services:
     database: Database
     projector: Projector
     queries: IncidentQueries
+    feed_queries: FeedQueries
     barrier: ReadBarrier
     store_watch: StoreWatch
     relay: Relay | None = None  # the NATS relay, when CLOUDEVENT_BROKER_URL is set
@@ -167,6 +169,7 @@ def bootstrap(settings: Settings) -> Services:
         database=database,
         projector=projector,
         queries=IncidentQueries(database),
+        feed_queries=FeedQueries(database),
         barrier=barrier,
         store_watch=store_watch,
         relay=relay,

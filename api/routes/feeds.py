@@ -1,7 +1,352 @@
-"""(being written)"""
+"""RSS 2.0 and Atom 1.0 feeds of the public incidents, served from the `feed_items` read
+model.
+
+Caching: a feed's ETag is a hash of its URL and of the (id, position) of each incident it
+shows, where position is the store position of the incident's last public change. It
+stays the same while those rows stay the same, whatever happens to other incidents or to
+internal notes, and it changes with every public change of a shown incident.
+Last-Modified is the time of the newest public change in the read model (an incident
+leaving a feed is such a change too). `If-None-Match` is answered first; only without it
+`If-Modified-Since` is.
+
+Each answer (ETag, document) is kept in memory by URL with the read model's position it
+was read at: a request reads that position (one primary-key read) and, while it has not
+moved, answers from memory; otherwise it reads the feed again (one query; an incident's
+feed one, and one more for its entries when its document changed), and renders the
+document again only if the ETag changed.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, Field, StringConstraints
+
+from api import feeds_xml
+from api.consistency import Consistent
+from api.deps import IncidentId
+from api.feeds_xml import ATOM_TYPE, RSS_TYPE, Channel
+from api.problems import Problem
+from infra.bootstrap import Services
+from infra.settings import Settings
+from projections.base import micros, moment
+from projections.feed_queries import MAX_ENTRIES, FeedQueries
 
 router = APIRouter(prefix="/api/v1", tags=["feeds"])
+
+# Changes whenever the documents' shape does, so that no cache keeps an older rendering.
+FORMAT = "feeds-1"
+# Last-Modified has whole seconds: it is only sent once the second of the newest change
+# (and a margin for changes still on their way into the read tables) is over, so that a
+# later change can never carry the same Last-Modified.
+SETTLED_MICROS = 2_000_000
+CACHE_BYTES = 32 * 1024 * 1024
+CACHE_ENTRIES = 4096
+
+ServiceName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+_CONDITIONAL: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not Modified: the ETag or date sent still holds"}}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A feed as read at one position of the read model."""
+
+    position: int
+    etag: str
+    newest: int | None  # the newest public change it depends on: its Last-Modified
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A feed just read: its answer but for the document, rendered only when needed (the
+    same ETag means the same bytes: a feed whose rows did not move keeps its document)."""
+
+    position: int
+    etag: str
+    newest: int | None
+    render: Callable[[], bytes]
+
+
+class Answers:
+    """The latest answer of each feed URL, least recently used out first, bounded by
+    size. An answer serves only while the read model is at the position it was read at."""
+
+    def __init__(self, max_bytes: int = CACHE_BYTES, max_entries: int = CACHE_ENTRIES) -> None:
+        self.max_bytes, self.max_entries = max_bytes, max_entries
+        self.entries: OrderedDict[tuple[str, str], Answer] = OrderedDict()
+        self.size = 0
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[str, str], position: int | None = None) -> Answer | None:
+        """The answer kept for `key`, if read at `position` (any, if None)."""
+        with self.lock:
+            found = self.entries.get(key)
+            if found is None or (position is not None and found.position != position):
+                return None
+            self.entries.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[str, str], answer: Answer) -> None:
+        if len(answer.body) > self.max_bytes // 8:
+            return
+        with self.lock:
+            old = self.entries.pop(key, None)
+            if old is not None:
+                self.size -= len(old.body)
+            self.entries[key] = answer
+            self.size += len(answer.body)
+            while self.size > self.max_bytes or len(self.entries) > self.max_entries:
+                _, dropped = self.entries.popitem(last=False)
+                self.size -= len(dropped.body)
+
+
+@dataclass(frozen=True)
+class FeedReader:
+    """What the feeds of one app read with: its settings, the feed queries, and the
+    answers kept in memory."""
+
+    settings: Settings
+    queries: FeedQueries
+    answers: Answers
+
+
+async def feed_reader(request: Request) -> FeedReader:
+    """This app's feed reader (made on first use), when feeds are on
+    (`INCIDENT_RSS_ENABLED`); 404 otherwise. It never blocks: `async`, so it runs on
+    the event loop rather than costing a trip through the thread pool."""
+    state = request.app.state
+    reader: FeedReader | None = getattr(state, "feed_reader", None)
+    if reader is None:
+        services: Services = state.services
+        reader = state.feed_reader = FeedReader(
+            services.settings, services.feed_queries, Answers())
+    if not reader.settings.incident_rss_enabled:
+        raise Problem(404, "feeds are turned off on this server")
+    return reader
+
+
+Feeds = Annotated[FeedReader, Depends(feed_reader)]
+
+
+def _responses(media_type: str) -> dict[int | str, dict[str, Any]]:
+    return {200: {"content": {media_type.split(";")[0]: {}}}, **_CONDITIONAL,
+            404: {"description": "feeds are turned off, or (an incident's feed) no such "
+                                 "incident is public and in feeds"}}
+
+
+def self_url(request: Request, settings: Settings) -> str:
+    """The URL of this request as sent (path and query still percent-encoded), on
+    PUBLIC_BASE_URL when that is set."""
+    raw_path = request.scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else request.url.path
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    base = settings.public_base_url or f"{request.url.scheme}://{request.url.netloc}"
+    return f"{base}{path}{'?' + query if query else ''}"
+
+
+def _etag(*parts: object) -> str:
+    digest = hashlib.blake2b(repr((FORMAT, *parts)).encode("utf-8", "surrogatepass"),
+                             digest_size=16).hexdigest()
+    return f'"{digest}"'
+
+
+def _tags(header: str) -> list[str]:
+    return [t.strip().removeprefix("W/") for t in header.split(",") if t.strip()]
+
+
+def not_modified(request: Request, etag: str, last_modified: int | None) -> bool:
+    """True when the client's copy is current: If-None-Match (weak comparison, `*`
+    matches) decides when sent; otherwise If-Modified-Since, against a settled
+    Last-Modified only."""
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:
+        tags = _tags(if_none_match)
+        return "*" in tags or etag in tags
+    if_modified_since = request.headers.get("if-modified-since")
+    if if_modified_since is None or last_modified is None:
+        return False
+    try:
+        since = parsedate_to_datetime(if_modified_since)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return False  # not an HTTP date: ignored, as RFC 9110 says
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return last_modified // 1_000_000 <= since.timestamp()
+
+
+def _settled(us: int | None) -> int | None:
+    if us is None or micros(datetime.now(UTC)) - us < SETTLED_MICROS:
+        return None
+    return us
+
+
+def _serve(kind: str, request: Request, feeds: FeedReader,
+           read: Callable[[str], Reading | None]) -> Response:
+    """The feed's answer: from memory while the read model has not moved, else `read`
+    (None: 404); a 304 when the client's copy is current."""
+    settings = feeds.settings
+    url = self_url(request, settings)
+    key = (kind, url)
+    answer = feeds.answers.get(key, feeds.queries.position())
+    if answer is None:
+        reading = read(url)
+        if reading is None:
+            raise Problem(404, "no feed for this incident")
+        kept = feeds.answers.get(key)
+        body = kept.body if kept is not None and kept.etag == reading.etag else \
+            reading.render()
+        answer = Answer(reading.position, reading.etag, reading.newest, body)
+        feeds.answers.put(key, answer)
+    last_modified = _settled(answer.newest)
+    headers = {"ETag": answer.etag,
+               "Cache-Control": f"public, max-age={settings.rss_ttl_minutes * 60}"}
+    if last_modified is not None:
+        headers["Last-Modified"] = format_datetime(moment(last_modified), usegmt=True)
+    if not_modified(request, answer.etag, last_modified):
+        return Response(status_code=304, headers=headers)
+    return Response(answer.body, media_type=RSS_TYPE if kind == "rss" else ATOM_TYPE,
+                    headers=headers)
+
+
+def _render(kind: str) -> Callable[[Channel, list[feeds_xml.Item]], bytes]:
+    return feeds_xml.rss if kind == "rss" else feeds_xml.atom
+
+
+def _general(kind: str, request: Request, feeds: FeedReader,
+             params: GeneralParams) -> Response:
+    settings = feeds.settings
+    include_resolved, max_items = params.include_resolved, params.max_items
+    services = tuple(dict.fromkeys(params.service))
+
+    def read(url: str) -> Reading:
+        found = feeds.queries.recent(include_resolved=include_resolved, services=services,
+                                     limit=max_items)
+        incidents, base = found.incidents, settings.base_url
+        title = feeds_xml.GENERAL_TITLE
+        if services:
+            title += f" ({', '.join(feeds_xml.closed(s) for s in services)})"
+        channel = Channel(
+            title=title,
+            description=feeds_xml.GENERAL_DESCRIPTION,
+            link=base,
+            self_url=url,
+            atom_id=feeds_xml.atom_id(
+                f"feed?include_resolved={include_resolved}&services={sorted(services)!r}"),
+            # The newest change shown; an empty feed says when the read model last changed.
+            updated=incidents[0].last_public_change if incidents else (found.newest or 0),
+            ttl_minutes=settings.rss_ttl_minutes,
+        )
+        etag = _etag(kind, url, base, settings.rss_ttl_minutes, channel.updated,
+                     [(i.id, i.position) for i in incidents])
+        return Reading(found.position, etag, found.newest, lambda: _render(kind)(
+            channel, [feeds_xml.incident_item(base, i) for i in incidents]))
+
+    return _serve(kind, request, feeds, read)
+
+
+def _one_incident(kind: str, request: Request, feeds: FeedReader, incident_id: str,
+                  max_items: int) -> Response:
+    settings = feeds.settings
+
+    def read(url: str) -> Reading | None:
+        found = feeds.queries.incident(incident_id)
+        if found is None:
+            return None
+        incident, position = found
+        base = settings.base_url
+        channel = Channel(
+            title=feeds_xml.titled(incident.title, feeds_xml.PRODUCT),
+            description=f"Status updates of the incident: {feeds_xml.closed(incident.title)}",
+            link=feeds_xml.incident_url(base, incident.id),
+            self_url=url,
+            atom_id=feeds_xml.atom_id(f"incident/{incident.id}/feed"),
+            updated=incident.last_public_change,
+            ttl_minutes=settings.rss_ttl_minutes,
+        )
+        # Every public entry moves the incident's position: it alone tells the feed's state.
+        etag = _etag(kind, url, base, settings.rss_ttl_minutes, incident.id, incident.position)
+
+        def render() -> bytes:
+            entries = feeds.queries.entries(incident, limit=max_items)
+            return _render(kind)(channel, [feeds_xml.entry_item(base, incident, e)
+                                           for e in entries])
+
+        return Reading(position, etag, incident.last_public_change, render)
+
+    return _serve(kind, request, feeds, read)
+
+
+class GeneralParams(BaseModel):
+    """The query parameters of a general feed (others, such as `min_position`, are left
+    to whom they concern)."""
+
+    include_resolved: bool = Field(
+        True, description="false leaves out resolved and post-incident incidents")
+    max_items: int = Field(20, ge=1, le=100, description="how many incidents, 1-100")
+    service: list[ServiceName] = Field(
+        default_factory=list, max_length=50,
+        description="only incidents affecting one of these services (repeatable)")
+
+
+class IncidentParams(BaseModel):
+    max_items: int = Field(MAX_ENTRIES, ge=1, le=MAX_ENTRIES,
+                           description="how many entries, newest first, 1-100")
+
+
+@router.get("/incidents/rss/feed", response_class=Response, responses=_responses(RSS_TYPE))
+def rss_feed(
+    request: Request,
+    feeds: Feeds,
+    _: Consistent,
+    params: Annotated[GeneralParams, Query()],
+) -> Response:
+    """RSS 2.0: one item per public incident, newest public change first."""
+    return _general("rss", request, feeds, params)
+
+
+@router.get("/incidents/atom/feed", response_class=Response, responses=_responses(ATOM_TYPE))
+def atom_feed(
+    request: Request,
+    feeds: Feeds,
+    _: Consistent,
+    params: Annotated[GeneralParams, Query()],
+) -> Response:
+    """Atom 1.0: the same as the RSS feed."""
+    return _general("atom", request, feeds, params)
+
+
+@router.get("/incidents/{incident_id}/rss", response_class=Response,
+            responses=_responses(RSS_TYPE))
+def incident_rss(
+    incident_id: IncidentId,
+    request: Request,
+    feeds: Feeds,
+    _: Consistent,
+    params: Annotated[IncidentParams, Query()],
+) -> Response:
+    """RSS 2.0: one item per public entry of the incident (its declaration and each
+    public status update), newest first; 404 for an incident no feed may show."""
+    return _one_incident("rss", request, feeds, incident_id, params.max_items)
+
+
+@router.get("/incidents/{incident_id}/atom", response_class=Response,
+            responses=_responses(ATOM_TYPE))
+def incident_atom(
+    incident_id: IncidentId,
+    request: Request,
+    feeds: Feeds,
+    _: Consistent,
+    params: Annotated[IncidentParams, Query()],
+) -> Response:
+    """Atom 1.0: the same as the incident's RSS feed."""
+    return _one_incident("atom", request, feeds, incident_id, params.max_items)
