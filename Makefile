@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Development tokens for `make run` only; set API_TOKENS yourself for anything shared.
 DEV_TOKENS := admin:dev-admin-token,writer:dev-writer-token,reader:dev-reader-token
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench clean screenshots
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version.split()[0]'
@@ -25,6 +25,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
+
+# Needs Debian's chromium (apt-get install -y chromium); writes docs/screenshots/*.png.
+screenshots: $(STAMP)
+	$(BIN)/pytest -q tests/browser -k screenshot
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from api import problems
 from api.limits import BodySizeLimit
-from api.routes import events, feeds, health, incidents, queries, stream
+from api.routes import events, feeds, health, incidents, pages, queries, stream
 from infra.bootstrap import Services
 
 
@@ -28,4 +31,6 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(incidents.router)
     app.include_router(stream.router)
     app.include_router(events.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     return app
