@@ -16,7 +16,7 @@ import psycopg
 
 from commands.application import IncidentCommands
 from infra.consistency import ReadBarrier
-from infra.database import Database, PostgresDatabase, SQLiteDatabase
+from infra.database import SCHEMA_LOCK, Database, PostgresDatabase, SQLiteDatabase
 from infra.event_log import EventLog
 from infra.projector import Projector
 from infra.relay import Relay, RelayConfig
@@ -27,7 +27,6 @@ from projections.feed_queries import FeedQueries
 from projections.queries import IncidentQueries
 
 log = logging.getLogger("product_status")
-SCHEMA_LOCK = 0x50535441  # an advisory lock key of this product's own ("PSTA")
 
 
 @dataclass

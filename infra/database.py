@@ -21,6 +21,9 @@ from psycopg_pool import ConnectionPool
 from projections.base import Cursor
 
 Dialect = Literal["sqlite", "postgres"]
+# An advisory lock key of this product's own ("PSTA"): held while creating tables, since
+# PostgreSQL's IF NOT EXISTS is not safe against a concurrent CREATE of the same name.
+SCHEMA_LOCK = 0x50535441
 Row = tuple[Any, ...]
 
 

@@ -48,7 +48,7 @@ from nats.js.errors import NotFoundError
 
 from commands.cloudevents import rfc3339
 from domain.incident import EVENT_TYPE_PREFIX
-from infra.database import Database, PostgresDatabase, SQLiteDatabase
+from infra.database import SCHEMA_LOCK, Database, PostgresDatabase, SQLiteDatabase
 from infra.event_log import EventLog, StoredCloudEvent
 from infra.settings import Settings
 from infra.store_listener import StoreListener
@@ -213,11 +213,10 @@ def create_table(database: Database, name: str = DEFAULT_NAME) -> None:
     transaction (as the projector does)."""
     create = (f"CREATE TABLE IF NOT EXISTS {POSITIONS} "
               "(name TEXT PRIMARY KEY, position BIGINT NOT NULL)")
-    try:
-        with database.transaction(write=True) as cursor:
-            cursor.execute(create)
-    except psycopg.errors.UniqueViolation:  # another process created it at the same time
-        pass
+    with database.transaction(write=True) as cursor:
+        if database.dialect == "postgres":
+            cursor.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
+        cursor.execute(create)
     with database.transaction(write=True) as cursor:
         cursor.execute(
             f"INSERT INTO {POSITIONS} (name, position) VALUES (?, 0) "
