@@ -36,10 +36,8 @@ import json
 import os
 import platform
 import random
-import signal
 import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -53,14 +51,17 @@ from urllib.parse import urlsplit
 
 import httpx
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-LOOPBACK = "127.0.0.1"
+from bench.harness import (
+    Child,
+    bench_server,
+    serve_on_loopback,
+)
+
+MODULE = "bench.commands_http"
 WRITER_TOKEN = "bench-writer-token"  # a throwaway token of a loopback server
 WRITER = {"Authorization": f"Bearer {WRITER_TOKEN}"}
 SQLITE_LOCK_TIMEOUT = 30  # what infra.bootstrap.persistence_env gives eventsourcing
 PG_POOL_MIN, PG_POOL_MAX = 10, 30  # POSTGRES_POOL_SIZE=10 + POSTGRES_MAX_OVERFLOW=20
-STARTUP_TIMEOUT = 60.0
-STOP_TIMEOUT = 15.0
 CREATE_TARGET = 0.5
 
 # --------------------------------------------------------------------------------------
@@ -214,24 +215,9 @@ def serve(argv: Sequence[str]) -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
 
-    import uvicorn
-
     build = _app_server if args.kind == "app" else _bare_server
     app, close = build(args.database_url)
-    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted connections only
-    # when the listening socket says IPPROTO_TCP (proto 0 would not do). Without it,
-    # uvicorn's separate writes of the response head and body meet Nagle + delayed ACK
-    # and every request on a keep-alive connection waits ~40 ms.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((LOOPBACK, args.port))
-    # The same uvicorn setup as tests/conftest.py's LiveServer, for both apps.
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
-    try:
-        uvicorn.Server(config).run(sockets=[sock])  # SIGTERM/SIGINT: graceful exit
-    finally:
-        sock.close()
-        close()
+    serve_on_loopback(app, args.port, close)
 
 
 # --------------------------------------------------------------------------------------
@@ -248,78 +234,6 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class ServerProcess:
-    """``_serve`` in a child process on a free loopback port; stopped on exit."""
-
-    def __init__(self, kind: str, database_url: str, log_path: Path) -> None:
-        self.kind = kind
-        self.database_url = database_url
-        self.log_path = log_path
-        self.port = _free_port()
-        self.url = f"http://{LOOPBACK}:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def __enter__(self) -> ServerProcess:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.commands_http", "_serve", "--kind", self.kind,
-                 "--database-url", self.database_url, "--port", str(self.port)],
-                cwd=PROJECT_ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def _wait_ready(self) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the {self.kind} server exited early:\n{self._log_tail()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the {self.kind} server did not start:\n{self._log_tail()}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT)
-
-    def _log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError as error:
-            return f"(no log: {error})"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 Request = tuple[str, dict[str, Any]]  # path, JSON body
@@ -422,7 +336,7 @@ def drive(
 def run_case(
     store: str,
     case: str,
-    server: ServerProcess,
+    server: Child,
     make: Callable[[int, random.Random], Request],
     args: argparse.Namespace,
     headers: dict[str, str],
@@ -469,10 +383,11 @@ def update_maker(incident_ids: Sequence[str]) -> Callable[[int, random.Random], 
 def bench_store(store: str, database_url: str, workdir: Path,
                 args: argparse.Namespace) -> tuple[list[Result], dict[str, str]]:
     results: list[Result] = []
-    with ServerProcess("bare", _bare_url(database_url, workdir), workdir / "bare.log") as bare:
+    with bench_server(MODULE, "bare", _bare_url(database_url, workdir),
+                      workdir / "bare.log") as bare:
         info: dict[str, str] = httpx.get(bare.url + "/info", timeout=10).json()
         results.append(run_case(store, "bare", bare, bare_body, args, {}))
-    with ServerProcess("app", database_url, workdir / "app.log") as app:
+    with bench_server(MODULE, "app", database_url, workdir / "app.log") as app:
         results.append(run_case(store, "create", app, create_body, args, WRITER))
         with _client(app.url, WRITER) as client:
             incident_ids = []

@@ -46,9 +46,6 @@ import itertools
 import os
 import platform
 import random
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -63,17 +60,18 @@ from typing import Any
 import httpx
 
 from bench.commands_http import (
-    LOOPBACK,
-    PROJECT_ROOT,
     _client,
     _cpu_seconds,
-    _free_port,
     postgres_database,
+)
+from bench.harness import (
+    Child,
+    bench_server,
+    serve_on_loopback,
 )
 
 PG_POOL_MIN, PG_POOL_MAX = 1, 10  # what infra.database.PostgresDatabase opens
-STARTUP_TIMEOUT = 60.0
-STOP_TIMEOUT = STARTUP_TIMEOUT / 4
+MODULE = "bench.feeds"
 NOT_MODIFIED_TARGET = 0.80
 FULL_TARGET = 0.40
 SERVICES = [f"svc-{n}" for n in range(30)]
@@ -125,86 +123,12 @@ def serve(argv: Sequence[str]) -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
 
-    import uvicorn
-
     build = _app_server if args.kind == "app" else _bare_server
     app, close = build(args.database_url)
-    # IPPROTO_TCP so asyncio sets TCP_NODELAY (else each keep-alive answer waits ~40 ms).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((LOOPBACK, args.port))
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
-    try:
-        uvicorn.Server(config).run(sockets=[sock])
-    finally:
-        sock.close()
-        close()
+    serve_on_loopback(app, args.port, close)
 
 
-class ServerProcess:
-    """``_serve`` in a child process on a free loopback port; stopped on exit."""
 
-    def __init__(self, kind: str, database_url: str, log_path: Path) -> None:
-        self.kind = kind
-        self.database_url = database_url
-        self.log_path = log_path
-        self.port = _free_port()
-        self.url = f"http://{LOOPBACK}:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def __enter__(self) -> ServerProcess:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.feeds", "_serve", "--kind", self.kind,
-                 "--database-url", self.database_url, "--port", str(self.port)],
-                cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.kind} server exited:\n{self._log_tail()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.kind} server did not start:\n{self._log_tail()}")
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT)
-
-    def _log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError as error:
-            return f"(no log: {error})"
 
 
 # --------------------------------------------------------------------------------------
@@ -363,7 +287,7 @@ def drive(base_url: str, make: Callable[[random.Random], Request], count: int,
     return seconds, latencies, statuses, errors
 
 
-def run_case(case: str, server: ServerProcess, make: Callable[[random.Random], Request],
+def run_case(case: str, server: Child, make: Callable[[random.Random], Request],
              expected: int, args: argparse.Namespace) -> Run:
     drive(server.url, make, args.warmup, args.concurrency, expected)
     cpu_before = _cpu_seconds(server.pid)
@@ -387,8 +311,8 @@ def bench(database_url: str, shown: Sequence[str], workdir: Path,
           args: argparse.Namespace) -> list[Run]:
     runs: list[Run] = []
     one = shown[len(shown) // 2]
-    with ServerProcess("bare", database_url, workdir / "bare.log") as bare, \
-            ServerProcess("app", database_url, workdir / "app.log") as app:
+    with bench_server(MODULE, "bare", database_url, workdir / "bare.log") as bare, \
+            bench_server(MODULE, "app", database_url, workdir / "app.log") as app:
 
         def bare_request(rng: random.Random) -> Request:
             return f"/bare/{rng.choice(shown)}", {}

@@ -63,10 +63,7 @@ import inspect
 import os
 import platform
 import random
-import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -84,13 +81,19 @@ import httpx
 import psycopg
 
 from bench.commands_http import (
-    LOOPBACK,
-    PROJECT_ROOT,
     Result,
     _client,
     _cpu_seconds,
-    _free_port,
     postgres_database,
+)
+from bench.harness import (
+    LOOPBACK,
+    PROJECT_ROOT,
+    STARTUP_TIMEOUT,
+    Child,
+    bench_server,
+    free_port,
+    serve_on_loopback,
 )
 
 READER_TOKEN = "bench-reader-token"  # throwaway tokens of loopback servers
@@ -100,8 +103,6 @@ READER = {"Authorization": f"Bearer {READER_TOKEN}"}
 WRITER = {"Authorization": f"Bearer {WRITER_TOKEN}"}
 ANONYMOUS: dict[str, str] = {}
 PG_POOL_MIN, PG_POOL_MAX = 1, 10  # what infra.database.PostgresDatabase opens
-STARTUP_TIMEOUT = 60.0
-STOP_TIMEOUT = 15.0
 LAG_TIMEOUT = 10.0  # a sample not visible after this long counts as timed out
 READ_TARGET = 0.70
 LAG_TARGET_MS = 50.0
@@ -165,20 +166,9 @@ def serve(argv: Sequence[str]) -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
 
-    import uvicorn
-
     build = _app_server if args.kind == "app" else _bare_server
     app, close = build(args.database_url)
-    # As bench.commands_http: IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted sockets.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((LOOPBACK, args.port))
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
-    try:
-        uvicorn.Server(config).run(sockets=[sock])
-    finally:
-        sock.close()
-        close()
+    serve_on_loopback(app, args.port, close)
 
 
 # --------------------------------------------------------------------------------------
@@ -186,81 +176,8 @@ def serve(argv: Sequence[str]) -> None:
 # --------------------------------------------------------------------------------------
 
 
-class Child:
-    """A child process (log to a file), optionally an HTTP server on a free loopback port
-    that is ready when ``/healthz`` answers; SIGTERM, then SIGKILL, on exit."""
-
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path, *,
-                 env: dict[str, str] | None = None, port: int | None = None) -> None:
-        self.name = name
-        self.argv = list(argv)
-        self.log_path = log_path
-        self.env = env
-        self.port = port
-        self.url = f"http://{LOOPBACK}:{port}" if port is not None else ""
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def __enter__(self) -> Child:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.argv, cwd=PROJECT_ROOT, env=self.env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT,
-            )
-        try:
-            if self.port is not None:
-                self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def check_alive(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            raise RuntimeError(f"{self.name} exited:\n{self.log_tail()}")
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            self.check_alive()
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} did not start:\n{self.log_tail()}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT)
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError as error:
-            return f"(no log: {error})"
-
-
-def bench_server(kind: str, database_url: str, workdir: Path) -> Child:
-    port = _free_port()
-    return Child(f"{kind} server", [sys.executable, "-m", "bench.read_side", "_serve",
-                                    "--kind", kind, "--database-url", database_url,
-                                    "--port", str(port)],
-                 workdir / f"{kind}.log", port=port)
+def read_side_server(kind: str, database_url: str, workdir: Path) -> Child:
+    return bench_server("bench.read_side", kind, database_url, workdir / f"{kind}.log")
 
 
 def cli_env(database_url: str, port: int | None = None) -> dict[str, str]:
@@ -284,7 +201,7 @@ def cli(*args: str) -> list[str]:
 
 
 def cli_server(name: str, database_url: str, workdir: Path, *, projectors: bool) -> Child:
-    port = _free_port()
+    port = free_port()
     argv = cli("serve") if projectors else cli("serve", "--no-projectors")
     return Child(name, argv, workdir / f"{name.replace(' ', '-')}.log",
                  env=cli_env(database_url, port), port=port)
@@ -657,10 +574,10 @@ def bench_reads(url: str, workdir: Path, loaded: Loaded, args: argparse.Namespac
     if args.app_server == "cli":
         app = cli_server("app server", url, workdir, projectors=False)
     else:
-        app = bench_server("app", url, workdir)
+        app = read_side_server("app", url, workdir)
     # Both servers stay up (an idle one costs nothing); each app case runs right after a
     # bare run, and its ratio is to that run: the box's background load drifts.
-    with bench_server("bare", url, workdir) as bare, app:
+    with read_side_server("bare", url, workdir) as bare, app:
 
         def run_read_case(case: ReadCase, server: Child, args: argparse.Namespace
                           ) -> ReadResult:

@@ -1,0 +1,128 @@
+"""What every benchmark shares: servers in child processes on free loopback ports.
+
+A benchmark module serves its apps through `serve_on_loopback` from its `_serve`
+entry point, and starts them with `bench_server(module, kind, database_url, log_path)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK = "127.0.0.1"
+STARTUP_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def serve_on_loopback(app: Any, port: int, close: Callable[[], None]) -> None:
+    """Serves `app` with uvicorn on LOOPBACK:port until SIGTERM/SIGINT, then `close()`."""
+    import uvicorn
+
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted connections only
+    # when the listening socket says IPPROTO_TCP (proto 0 would not do). Without it,
+    # uvicorn's separate writes of the response head and body meet Nagle + delayed ACK
+    # and every request on a keep-alive connection waits ~40 ms.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((LOOPBACK, port))
+    # The same uvicorn setup as tests/conftest.py's LiveServer, for every app.
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+        close()
+
+
+class Child:
+    """A child process (log to a file), optionally an HTTP server on a free loopback port
+    that is ready when ``/healthz`` answers; SIGTERM, then SIGKILL, on exit."""
+
+    def __init__(self, name: str, argv: Sequence[str], log_path: Path, *,
+                 env: dict[str, str] | None = None, port: int | None = None) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.env = env
+        self.port = port
+        self.url = f"http://{LOOPBACK}:{port}" if port is not None else ""
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def __enter__(self) -> Child:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv, cwd=PROJECT_ROOT, env=self.env, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        try:
+            if self.port is not None:
+                self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def check_alive(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited:\n{self.log_tail()}")
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            self.check_alive()
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not start:\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError as error:
+            return f"(no log: {error})"
+
+
+def bench_server(module: str, kind: str, database_url: str, log_path: Path) -> Child:
+    """`python -m <module> _serve --kind <kind> ...` on a free loopback port."""
+    port = free_port()
+    return Child(f"{kind} server", [sys.executable, "-m", module, "_serve", "--kind", kind,
+                                    "--database-url", database_url, "--port", str(port)],
+                 log_path, port=port)
