@@ -153,7 +153,7 @@ def bootstrap(settings: Settings) -> Services:
     commands.listeners.append(barrier.written)
     commands.listeners.append(lambda _: projector.wake.set())
     projector.listeners.append(barrier.reached)
-    event_log = EventLog(commands.recorder)
+    event_log = EventLog(database)
     store_watch = StoreWatch(event_log.last_position)
     commands.listeners.append(store_watch.written)
     relay = None

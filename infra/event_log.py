@@ -1,5 +1,6 @@
-"""The stored CloudEvents, in store order: the audit log that `/api/v1/events` and
-`product-status events` read. Hands out the stored documents untouched."""
+"""The stored CloudEvents, in store order: the one place that reads the event store's
+table. `/api/v1/events`, `product-status events`, the relay, the live stream and the
+projectors all read through it, and hand out the stored documents untouched."""
 
 from __future__ import annotations
 
@@ -7,10 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eventsourcing.persistence import ApplicationRecorder
-from eventsourcing.postgres import PostgresApplicationRecorder
-from eventsourcing.sqlite import SQLiteApplicationRecorder
-from psycopg.sql import SQL, Identifier
+from infra.database import Database
+from projections.base import Cursor
 
 
 @dataclass(frozen=True)
@@ -22,9 +21,43 @@ class StoredCloudEvent:
     document: bytes
 
 
+def select_events(
+    cursor: Cursor,
+    database: Database,
+    after: int,
+    limit: int,
+    types: Sequence[str] = (),
+    subject: str | None = None,
+) -> list[StoredCloudEvent]:
+    """Up to `limit` events after position `after` (optionally of the given types, of one
+    subject), in the caller's transaction. With a subject, the store's primary key
+    (originator_id, originator_version) finds the incident's events."""
+    position = database.position_column
+    sql = (f"SELECT {position}, originator_id, originator_version, topic, state "
+           f"FROM {database.events_table} WHERE {position} > ?")
+    params: list[Any] = [after]
+    if subject is not None:
+        sql += " AND originator_id = ?"
+        params.append(subject)
+    if types:
+        sql += f" AND topic IN ({', '.join('?' * len(types))})"
+        params += list(types)
+    rows = cursor.execute(f"{sql} ORDER BY {position} LIMIT ?", [*params, limit]).fetchall()
+    return [StoredCloudEvent(int(r[0]), str(r[1]), int(r[2]), str(r[3]), bytes(r[4]))
+            for r in rows]
+
+
+def store_head(cursor: Cursor, database: Database) -> int:
+    """The position of the last stored event (0 for an empty store)."""
+    row = cursor.execute(
+        f"SELECT max({database.position_column}) FROM {database.events_table}"
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
 class EventLog:
-    def __init__(self, recorder: ApplicationRecorder) -> None:
-        self.recorder = recorder
+    def __init__(self, database: Database) -> None:
+        self.database = database
 
     def read(
         self,
@@ -35,66 +68,9 @@ class EventLog:
     ) -> list[StoredCloudEvent]:
         """Up to `limit` events after position `after`, optionally of the given types and
         of one subject (incident id)."""
-        if subject is None:
-            rows: Sequence[Any] = self.recorder.select_notifications(
-                after, limit, topics=types, inclusive_of_start=False
-            )
-            return [
-                StoredCloudEvent(n.id, str(n.originator_id), n.originator_version, n.topic,
-                                 bytes(n.state))
-                for n in rows
-            ]
-        return self._read_subject(after, limit, types, subject)
+        with self.database.transaction() as cursor:
+            return select_events(cursor, self.database, after, limit, types, subject)
 
     def last_position(self) -> int:
-        return self.recorder.max_notification_id() or 0
-
-    def _read_subject(
-        self, after: int, limit: int, types: Sequence[str], subject: str
-    ) -> list[StoredCloudEvent]:
-        # The store's primary key (originator_id, originator_version) finds one
-        # incident's events; their positions order them.
-        recorder = self.recorder
-        if isinstance(recorder, SQLiteApplicationRecorder):
-            sql = (
-                f"SELECT rowid, originator_id, originator_version, topic, state "
-                f"FROM {recorder.events_table_name} WHERE originator_id = ? AND rowid > ?"
-            )
-            params: list[Any] = [subject, after]
-            if types:
-                sql += f" AND topic IN ({','.join('?' * len(types))})"
-                params += list(types)
-            sql += " ORDER BY rowid LIMIT ?"
-            params.append(limit)
-            with recorder.datastore.transaction(commit=False) as cursor:
-                cursor.execute(sql, params)
-                rows = [tuple(row) for row in cursor.fetchall()]
-        elif isinstance(recorder, PostgresApplicationRecorder):
-            query = SQL(
-                "SELECT notification_id, originator_id, originator_version, topic, state "
-                "FROM {schema}.{table} WHERE originator_id = %s AND notification_id > %s"
-                " AND (cardinality(%s::text[]) = 0 OR topic = ANY(%s::text[]))"
-                " ORDER BY notification_id LIMIT %s"
-            ).format(
-                schema=Identifier(recorder.datastore.schema),
-                table=Identifier(recorder.events_table_name),
-            )
-            with recorder.datastore.transaction(commit=False) as cursor:
-                cursor.execute(query, (subject, after, list(types), list(types), limit))
-                rows = [
-                    (r["notification_id"], r["originator_id"], r["originator_version"],
-                     r["topic"], r["state"])
-                    for r in cursor.fetchall()
-                ]
-        else:
-            rows = [
-                (n.id, n.originator_id, n.originator_version, n.topic, n.state)
-                for n in recorder.select_notifications(
-                    after, 1_000_000, topics=types, inclusive_of_start=False
-                )
-                if n.originator_id == subject
-            ][:limit]
-        return [
-            StoredCloudEvent(int(r[0]), str(r[1]), int(r[2]), str(r[3]), bytes(r[4]))
-            for r in rows
-        ]
+        with self.database.transaction() as cursor:
+            return store_head(cursor, self.database)

@@ -18,6 +18,7 @@ from eventsourcing.persistence import Mapper, StoredEvent
 
 from domain.incident import IncidentEvent
 from infra.database import Database
+from infra.event_log import select_events, store_head
 from projections.base import Cursor, Projection
 from projections.feed_items import FeedItems
 from projections.incident_list import IncidentList
@@ -122,18 +123,13 @@ class Projector:
     # Work.
 
     def read_events(self, cursor: Cursor, after: int, limit: int) -> list[Positioned]:
-        db = self.database
-        rows = cursor.execute(
-            f"SELECT {db.position_column}, originator_id, originator_version, topic, state "
-            f"FROM {db.events_table} WHERE {db.position_column} > ? "
-            f"ORDER BY {db.position_column} LIMIT ?",
-            (after, limit),
-        ).fetchall()
+        """The next events after `after`, decoded, in the caller's transaction."""
         decode = self.mapper.to_domain_event
         return [
-            Positioned(int(r[0]), decode(StoredEvent(  # type: ignore[arg-type]
-                originator_id=r[1], originator_version=r[2], topic=r[3], state=bytes(r[4]))))
-            for r in rows
+            Positioned(e.position, decode(StoredEvent(  # type: ignore[arg-type]
+                originator_id=e.subject, originator_version=e.version, topic=e.type,
+                state=e.document)))
+            for e in select_events(cursor, self.database, after, limit)
         ]
 
     def step(self, projection: Projection) -> int:
@@ -183,12 +179,8 @@ class Projector:
         return {str(name): int(position) for name, position in rows}
 
     def head(self) -> int:
-        db = self.database
-        with db.transaction() as cursor:
-            row = cursor.execute(
-                f"SELECT max({db.position_column}) FROM {db.events_table}"
-            ).fetchone()
-        return int(row[0]) if row and row[0] is not None else 0
+        with self.database.transaction() as cursor:
+            return store_head(cursor, self.database)
 
     def run(self, stop: threading.Event) -> None:
         """Follows the store until `stop` is set. `wake` (set on each local commit, and on

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from infra.database import Database
+from infra.event_log import store_head
 from infra.projector import TRACKING, Positioned, Projector, analyze
 from projections.base import Cursor, Projection
 
@@ -47,7 +48,7 @@ def rebuild(projector: Projector, live: Sequence[Projection],
             for statement in projection.create_statements(database.dialect):
                 if not _is_index(statement):  # indexes come after the bulk load
                     cursor.execute(statement)
-        head = _head(cursor, database)
+        head = store_head(cursor, database)
     position, started, applied = 0, time.monotonic(), 0
     while True:
         with database.transaction(write=True, pipeline=True) as cursor:
@@ -83,13 +84,6 @@ def _apply(cursor: Cursor, projections: Sequence[Projection],
         for item in events:
             projection.process(item.event, cursor, item.position)
         projection.end_batch(cursor)
-
-
-def _head(cursor: Cursor, database: Database) -> int:
-    row = cursor.execute(
-        f"SELECT max({database.position_column}) FROM {database.events_table}"
-    ).fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
 
 
 def _lock_position(cursor: Cursor, database: Database, name: str) -> None:
