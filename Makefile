@@ -28,7 +28,7 @@ test: lint
 
 # Needs Debian's chromium (apt-get install -y chromium); writes docs/screenshots/*.png.
 screenshots: $(STAMP)
-	$(BIN)/pytest -q tests/browser -k screenshot
+	SCREENSHOTS_DIR=docs/screenshots $(BIN)/pytest -q tests/browser -k screenshot
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

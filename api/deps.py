@@ -44,9 +44,14 @@ async def event_log(request: Request) -> EventLog:
     return _services(request).event_log
 
 
+def is_incident_id(text: str) -> bool:
+    """Whether `text` has the shape of the ids this service hands out."""
+    return _INCIDENT_ID.match(text) is not None
+
+
 async def incident_id(incident_id: str) -> str:
     """The `{incident_id}` of the path; an id of a shape never handed out is a 404."""
-    if not _INCIDENT_ID.match(incident_id):
+    if not is_incident_id(incident_id):
         raise Problem(404, f"no incident with id {incident_id!r}")
     return incident_id
 

@@ -122,6 +122,25 @@ class _TotalCache:
                 self.entries.popitem(last=False)
 
 
+def _updates(tx: Any, incident_ids: Sequence[str], *, internal: bool
+             ) -> dict[str, list[dict[str, Any]]]:
+    rows = tx.execute(
+        "SELECT incident_id, number, status, previous_status, message, public_message, "
+        f"update_type, author, created_at FROM incident_updates WHERE incident_id IN "
+        f"({', '.join('?' * len(incident_ids))}) ORDER BY incident_id, number",
+        list(incident_ids),
+    ).fetchall()
+    found: dict[str, list[dict[str, Any]]] = {}
+    for u in rows:
+        found.setdefault(u[0], []).append({
+            "number": u[1], "status": u[2], "previous_status": u[3],
+            **({"message": u[4]} if internal else {}),
+            "public_message": u[5], "update_type": u[6], "author": u[7],
+            "created_at": _iso(u[8]),
+        })
+    return found
+
+
 class IncidentQueries:
     def __init__(self, store: ReadStore) -> None:
         self.store = store
@@ -207,23 +226,18 @@ class IncidentQueries:
             ).fetchone()
             if row is None or row[18] or not (row[13] or internal):
                 return None
-            updates = tx.execute(
-                "SELECT number, status, previous_status, message, public_message, "
-                "update_type, author, created_at FROM incident_updates "
-                "WHERE incident_id = ? ORDER BY number",
-                (incident_id,),
-            ).fetchall()
+            updates = _updates(tx, [incident_id], internal=internal)
         body = _incident(row, internal=internal)
-        body["updates"] = [
-            {
-                "number": u[0], "status": u[1], "previous_status": u[2],
-                **({"message": u[3]} if internal else {}),
-                "public_message": u[4], "update_type": u[5], "author": u[6],
-                "created_at": _iso(u[7]),
-            }
-            for u in updates
-        ]
+        body["updates"] = updates.get(incident_id, [])
         return body
+
+    def updates_of(self, incident_ids: Sequence[str], *, internal: bool
+                   ) -> dict[str, list[dict[str, Any]]]:
+        """The updates of several incidents (oldest first), in one query."""
+        if not incident_ids:
+            return {}
+        with self.store.transaction() as tx:
+            return _updates(tx, incident_ids, internal=internal)
 
     def summary(self, *, internal: bool) -> dict[str, Any]:
         scope = "all" if internal else "public"

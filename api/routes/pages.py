@@ -11,7 +11,6 @@ forge across sites (see docs/pages.md). Every value that came from a user is esc
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
@@ -23,13 +22,12 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from api.auth import Reader
 from api.consistency import Consistent
-from api.deps import Queries
-from domain.values import ACTIVE_STATUSES, IncidentType, Severity, Status, UpdateType
-from projections.queries import BadCursor, ListFilters
+from api.deps import Queries, is_incident_id
+from domain.values import ACTIVE_STATUSES, IncidentType, Severity, Status, UpdateType, may_move
+from projections.queries import BadCursor, ListFilters, Page
 
 router = APIRouter(include_in_schema=False)
 
-_INCIDENT_ID = re.compile(r"^incident-[A-Za-z0-9_-]{1,128}$")
 _ACTIVE = tuple(s.value for s in Status if s in ACTIVE_STATUSES)
 _CLOSED = (Status.RESOLVED.value, Status.POST_INCIDENT.value)
 _MAJOR = (Severity.CRITICAL.value, Severity.HIGH.value)
@@ -172,22 +170,29 @@ def _public_incident_card(incident: Mapping[str, Any], *, timeline: bool) -> str
 
 @router.get("/", response_class=HTMLResponse)
 def status_page(queries: Queries, _: Consistent) -> HTMLResponse:
-    summary = queries.summary(internal=False)
-    state, sentence = overall_state(summary)
     active = queries.list_incidents(ListFilters(status=_ACTIVE), internal=False, limit=50)
     closed = queries.list_incidents(ListFilters(status=_CLOSED), internal=False, limit=5)
-    detailed = [queries.get_incident(i["id"], internal=False) for i in active.items]
+    updates = queries.updates_of([i["id"] for i in active.items], internal=False)
+    for incident in active.items:
+        incident["updates"] = updates.get(incident["id"], [])
+    body = _status_body(queries.summary(internal=False), active.items, closed.items)
+    return _page("Product Status", body, head=_FEED_LINKS)
+
+
+def _status_body(summary: Mapping[str, Any], active: Sequence[Mapping[str, Any]],
+                 closed: Sequence[Mapping[str, Any]]) -> str:
+    state, sentence = overall_state(summary)
     services = "".join(
         f'<li><span class="name">{e(s["name"])}</span>'
         f'<span class="state state-{service_state(s["state"])[0]}">'
         f"{service_state(s['state'])[1]}</span></li>"
         for s in summary["services"]
     ) or '<li class="muted">No services have reported incidents.</li>'
-    active_html = "".join(_public_incident_card(i, timeline=True) for i in detailed if i) or (
+    active_html = "".join(_public_incident_card(i, timeline=True) for i in active) or (
         '<p class="muted">No incidents right now.</p>')
-    closed_html = "".join(_public_incident_card(i, timeline=False) for i in closed.items) or (
+    closed_html = "".join(_public_incident_card(i, timeline=False) for i in closed) or (
         '<p class="muted">Nothing resolved recently.</p>')
-    body = f"""
+    return f"""
 <section class="banner banner-{state}" aria-labelledby="overall">
 <h1 id="overall">{sentence}</h1>
 <p>{summary["active"]} active incident{"" if summary["active"] == 1 else "s"}.
@@ -205,7 +210,6 @@ Subscribe: <a href="{RSS_FEED}">RSS</a> · <a href="{ATOM_FEED}">Atom</a></p>
 <h2 id="resolved-heading">Recently resolved</h2>
 {closed_html}
 </section>"""
-    return _page("Product Status", body, head=_FEED_LINKS)
 
 
 def _not_found_page(what: str, *, nav: str = "") -> HTMLResponse:
@@ -218,12 +222,19 @@ def _not_found_page(what: str, *, nav: str = "") -> HTMLResponse:
 def incident_page(incident_id: str, queries: Queries, _: Consistent) -> HTMLResponse:
     """One public incident; unknown, private and deleted incidents are all the same 404."""
     incident = (queries.get_incident(incident_id, internal=False)
-                if _INCIDENT_ID.match(incident_id) else None)
+                if is_incident_id(incident_id) else None)
     if incident is None:
         return _not_found_page("There is no public incident at this address.")
+    feed = (f'<link rel="alternate" type="application/rss+xml" title="This incident (RSS)" '
+            f'href="/api/v1/incidents/{e(incident["id"])}/rss">\n')
+    return _page(f"{incident['title']} - Product Status", _public_incident_body(incident),
+                 head=_FEED_LINKS + feed)
+
+
+def _public_incident_body(incident: Mapping[str, Any]) -> str:
     services = ", ".join(incident["affected_services"]) or "none listed"
     regions = ", ".join(incident["affected_regions"]) or "none listed"
-    body = f"""
+    return f"""
 <p><a href="/">&larr; All systems</a></p>
 <article class="incident-page sev-{e(incident["severity"])}">
 <h1>{e(incident["title"])}</h1>
@@ -240,9 +251,6 @@ def incident_page(incident_id: str, queries: Queries, _: Consistent) -> HTMLResp
 {_public_timeline(incident)}
 <p><a href="/api/v1/incidents/{e(incident["id"])}/rss">This incident's updates as RSS</a></p>
 </article>"""
-    feed = (f'<link rel="alternate" type="application/rss+xml" title="This incident (RSS)" '
-            f'href="/api/v1/incidents/{e(incident["id"])}/rss">\n')
-    return _page(f"{incident['title']} - Product Status", body, head=_FEED_LINKS + feed)
 
 
 # ---------------------------------------------------------------------------------------
@@ -305,7 +313,7 @@ def new_incident_page() -> HTMLResponse:
 
 @router.get("/dashboard/incidents/{incident_id}", response_class=HTMLResponse)
 def dashboard_incident_page(incident_id: str) -> HTMLResponse:
-    if not _INCIDENT_ID.match(incident_id):
+    if not is_incident_id(incident_id):
         return _not_found_page("There is no incident at this address.", nav=_DASH_NAV)
     body = f"""
 <p><a href="/dashboard">&larr; Incidents</a></p>
@@ -478,12 +486,16 @@ def overview_fragment(
 ) -> HTMLResponse:
     """The incident table of the dashboard, for the filters of the query string."""
     filters, limit, cursor, errors = read_filters(request.query_params)
-    page = None
     try:
         page = queries.list_incidents(filters, internal=True, limit=limit, cursor=cursor)
     except BadCursor:
         errors.append("the page link is not valid any more; showing the first page")
         page = queries.list_incidents(filters, internal=True, limit=limit)
+    return _fragment(_overview_html(filters, limit, cursor, page, errors))
+
+
+def _overview_html(filters: ListFilters, limit: int, cursor: str | None, page: Page,
+                   errors: Sequence[str]) -> str:
     problems = "".join(f"<li>{e(m)}</li>" for m in errors)
     warning = f'<ul class="errors" role="alert">{problems}</ul>' if errors else ""
     rows = "".join(_row(i) for i in page.items) or (
@@ -507,7 +519,7 @@ def overview_fragment(
 </table></div>
 <nav class="pager" aria-label="Pages">{" ".join(pager)}</nav>
 </section>"""
-    return _fragment(html)
+    return html
 
 
 def _internal_update(update: Mapping[str, Any]) -> str:
@@ -530,10 +542,15 @@ def incident_fragment(
     incident_id: str, caller: Reader, queries: Queries, _: Consistent
 ) -> HTMLResponse:
     incident = (queries.get_incident(incident_id, internal=True)
-                if _INCIDENT_ID.match(incident_id) else None)
+                if is_incident_id(incident_id) else None)
     if incident is None:
         return HTMLResponse('<h1>Not found</h1><p>There is no incident with this id (or it '
                             'was deleted).</p>', status_code=404, headers=_HEADERS)
+    return _fragment(_incident_view(incident))
+
+
+def _incident_view(incident: Mapping[str, Any]) -> str:
+    """The full incident, internal notes included (reader tokens only)."""
     updates = "".join(_internal_update(u) for u in reversed(incident["updates"]))
     notes = incident.get("internal_notes") or ""
     html = f"""
@@ -558,7 +575,7 @@ def incident_fragment(
 {f'<a href="/incidents/{e(incident["id"])}">public page</a>' if incident["is_public"] else ""}
 </p>
 </article>"""
-    return _fragment(html)
+    return html
 
 
 def _field(name: str, label: str, control: str, hint: str = "") -> str:
@@ -632,7 +649,7 @@ def _incident_form(incident: Mapping[str, Any] | None) -> str:
 
 def _update_form(incident: Mapping[str, Any]) -> str:
     current = incident["status"]
-    allowed = [s.value for s in Status if _may_move(current, s.value)]
+    allowed = [s.value for s in Status if s.value != current and may_move(Status(current), s)]
     fields = "".join([
         _field("status--u", "New status", _select("status--u", allowed, "",
                                                   blank=f"Keep {_label(current).lower()}")),
@@ -652,14 +669,6 @@ def _update_form(incident: Mapping[str, Any]) -> str:
             f'{fields}<button type="submit">Post update</button></form>')
 
 
-def _may_move(current: str, requested: str) -> bool:
-    if current == requested:
-        return False
-    if current in _ACTIVE:
-        return True
-    return current == "resolved"
-
-
 def _delete_form(incident: Mapping[str, Any]) -> str:
     return (f'<form class="card api-form danger" id="delete-form" data-method="DELETE" '
             f'data-url="/api/v1/incidents/{e(incident["id"])}" data-then="list" novalidate>'
@@ -676,7 +685,7 @@ def incident_forms_fragment(
     incident_id: str, caller: Reader, queries: Queries, _: Consistent
 ) -> HTMLResponse:
     incident = (queries.get_incident(incident_id, internal=True)
-                if _INCIDENT_ID.match(incident_id) else None)
+                if is_incident_id(incident_id) else None)
     if incident is None or not caller.at_least("writer"):
         return _fragment("")
     closed = incident["status"] == Status.POST_INCIDENT.value

@@ -19,7 +19,9 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Where the screenshots go: docs/screenshots when `make screenshots` says so, else a
+# temporary folder (so `make test` leaves the working tree as it was).
+SCREENSHOTS_ENV = "SCREENSHOTS_DIR"
 DESKTOP = ViewportSize(width=1280, height=800)
 PHONE = ViewportSize(width=390, height=844)
 MISSING = (f"BROWSER TESTS NOT RUN: no Chromium at {CHROMIUM}. Install Debian's chromium "

@@ -3,13 +3,16 @@ docs/screenshots/ (`make screenshots` refreshes them). Its own server, with a fi
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.browser.conftest import DESKTOP, PHONE, SCREENSHOTS, sign_in
+from tests.browser.conftest import DESKTOP, PHONE, SCREENSHOTS_ENV, sign_in
 from tests.conftest import LiveServer
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -51,9 +54,11 @@ def story(api: httpx.Client) -> None:
 
 @pytest.mark.usefixtures("story")
 def test_screenshots_of_the_status_page_and_the_dashboard(
-    browser: Browser, server: LiveServer
+    browser: Browser, server: LiveServer, tmp_path: Path
 ) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    folder = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.time()
     for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
         context = browser.new_context(base_url=server.url, viewport=viewport,
                                       device_scale_factor=1, is_mobile=name == "phone")
@@ -61,18 +66,23 @@ def test_screenshots_of_the_status_page_and_the_dashboard(
             page = context.new_page()
             page.goto("/")
             expect(page.get_by_role("heading", level=1)).to_have_text("Major outage")
-            page.screenshot(path=SCREENSHOTS / f"status-{name}.png", full_page=True)
+            page.screenshot(path=folder / f"status-{name}.png", full_page=True)
 
             sign_in(page, "writer")
             expect(page.locator("table.incidents tbody tr")).to_have_count(4)
             expect(page.locator("[data-live-status]")).to_contain_text("Live")
-            page.screenshot(path=SCREENSHOTS / f"dashboard-{name}.png", full_page=True)
+            page.screenshot(path=folder / f"dashboard-{name}.png", full_page=True)
 
             page.get_by_role("link", name="API errors in us-east").click()
             expect(page.locator("[data-title]")).to_have_text("API errors in us-east")
             expect(page.locator("#update-form")).to_be_visible()
-            page.screenshot(path=SCREENSHOTS / f"dashboard-incident-{name}.png",
+            page.screenshot(path=folder / f"dashboard-incident-{name}.png",
                             full_page=True)
         finally:
             context.close()
-    assert len(list(SCREENSHOTS.glob("*.png"))) >= 6
+    shots = [folder / f"{view}-{size}.png" for view in ("status", "dashboard",
+                                                       "dashboard-incident")
+             for size in ("desktop", "phone")]
+    for shot in shots:  # written by this run, and PNG images
+        assert shot.stat().st_mtime >= started - 1, shot
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", shot
