@@ -22,9 +22,8 @@ POSITION_HEADER = "Store-Position"
 POSITION_COOKIE = "store_position"
 
 
-def _as_position(text: str | None, name: str) -> int | None:
-    if text is None or text == "":
-        return None
+def parse_position(text: str, name: str) -> int:
+    """A store position sent by a client (ASCII digits), or a 400 naming where it was."""
     if not _POSITION.match(text):
         raise Problem(400, f"{name} must be a store position (a whole number), got {text!r}")
     return int(text)
@@ -37,13 +36,11 @@ async def read_after_writes(
     header: Annotated[str | None, Header(alias="Min-Position")] = None,
     cookie: Annotated[str | None, Cookie(alias=POSITION_COOKIE)] = None,
 ) -> None:
-    named = [
-        _as_position(min_position, "min_position"),
-        _as_position(header, "Min-Position"),
-        _as_position(cookie, POSITION_COOKIE),
-    ]
+    named = [parse_position(text, name) for text, name in (
+        (min_position, "min_position"), (header, "Min-Position"), (cookie, POSITION_COOKIE))
+        if text]
     barrier = request.app.state.services.barrier
-    target = max([p for p in named if p is not None] + [barrier.last_written])
+    target = max([*named, barrier.last_written])
     if barrier.has_reached(target):
         return  # the usual case: no waiting, no thread
     head = await anyio.to_thread.run_sync(request.app.state.services.event_log.last_position)

@@ -20,15 +20,11 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Collection, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
-
-from infra.database import Database
-from infra.projector import TRACKING
-from projections.incident_list import IncidentList
 
 log = logging.getLogger("product_status.stream")
 
@@ -192,28 +188,3 @@ class StoreWatch:
 
 async def _awaited(call: Callable[[], Awaitable[T]]) -> T:
     return await call()
-
-
-def public_incidents(
-    database: Database, incident_ids: Collection[str], store_head: int
-) -> set[str] | None:
-    """Of `incident_ids`, those a reader without a token may see now: public and not
-    deleted in the `incidents` read table. None while that table has not caught up with
-    `store_head`: until then it could still show as public an incident that the store has
-    since made private or deleted."""
-    if not incident_ids:
-        return set()
-    with database.transaction() as cursor:
-        # The position first: rows read after it are at least that recent.
-        row = cursor.execute(
-            f"SELECT position FROM {TRACKING} WHERE name = ?", (IncidentList.name,)
-        ).fetchone()
-        if row is None or int(row[0]) < store_head:
-            return None
-        ids = list(incident_ids)
-        rows = cursor.execute(
-            f"SELECT id FROM {IncidentList.tables[0]} WHERE is_public = ? AND deleted = ? "
-            f"AND id IN ({', '.join('?' * len(ids))})",
-            [True, False, *ids],
-        ).fetchall()
-    return {str(r[0]) for r in rows}

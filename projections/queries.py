@@ -11,7 +11,7 @@ import binascii
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -168,10 +168,7 @@ class IncidentQueries:
         with self.store.transaction() as tx:
             rows = tx.execute(page_sql, page_params).fetchall()
             key = (filters, internal)
-            position_row = tx.execute(
-                "SELECT position FROM projection_positions WHERE name = 'incident_list'"
-            ).fetchone()
-            position = int(position_row[0]) if position_row else 0
+            position = self._position(tx)
             total = self._totals.get(key, position)
             if total is None:
                 counted = tx.execute(
@@ -238,6 +235,31 @@ class IncidentQueries:
             return {}
         with self.store.transaction() as tx:
             return _updates(tx, incident_ids, internal=internal)
+
+    def public_ids(self, incident_ids: Collection[str], *, as_of: int) -> set[str] | None:
+        """Of `incident_ids`, those a reader without a token may see now: public and not
+        deleted. None while the list has not reached store position `as_of`: until then
+        it could still show as public an incident the store has since made private."""
+        if not incident_ids:
+            return set()
+        with self.store.transaction() as tx:
+            # The position first: rows read after it are at least that recent.
+            if self._position(tx) < as_of:
+                return None
+            ids = list(incident_ids)
+            rows = tx.execute(
+                "SELECT id FROM incidents WHERE is_public = ? AND deleted = ? "
+                f"AND id IN ({', '.join('?' * len(ids))})",
+                [True, False, *ids],
+            ).fetchall()
+        return {str(r[0]) for r in rows}
+
+    @staticmethod
+    def _position(tx: Any) -> int:
+        row = tx.execute(
+            "SELECT position FROM projection_positions WHERE name = 'incident_list'"
+        ).fetchone()
+        return int(row[0]) if row else 0
 
     def summary(self, *, internal: bool) -> dict[str, Any]:
         scope = "all" if internal else "public"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated
 
 import anyio
@@ -16,11 +17,11 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from api.auth import AnyCaller
-from api.problems import Problem
+from api.consistency import parse_position
 from api.render import public_document
 from infra.bootstrap import Services
 from infra.event_log import EventLog
-from infra.store_watch import StoreWatch, public_incidents
+from infra.store_watch import StoreWatch
 
 router = APIRouter(prefix="/api/v1", tags=["stream"])
 log = logging.getLogger("product_status.stream")
@@ -45,12 +46,6 @@ class StreamConfig:
 def stream_config(state: State) -> StreamConfig:
     found = getattr(state, "event_stream", None)
     return found if isinstance(found, StreamConfig) else StreamConfig()
-
-
-def store_watch(app_state: State) -> StoreWatch:
-    """The composition root's watch."""
-    services: Services = app_state.services
-    return services.store_watch
 
 
 @router.get(
@@ -90,7 +85,7 @@ async def event_stream(
     start = _start_position(last_event_id_header, last_event_id, after)
     state = request.app.state
     services: Services = state.services
-    watch = store_watch(state)
+    watch = services.store_watch
     if start is None:
         start = await anyio.to_thread.run_sync(services.event_log.last_position)
     feed = _Feed(services, watch, public=not caller.is_reader, config=stream_config(state))
@@ -99,10 +94,7 @@ async def event_stream(
 
 def _start_position(header: str | None, query_id: int | None, after: int | None) -> int | None:
     if header is not None and header.strip():
-        text = header.strip()
-        if not text.isdigit() or len(text) > 18:
-            raise Problem(400, f"Last-Event-ID must be a store position, not {header!r}")
-        return int(text)
+        return parse_position(header.strip(), "Last-Event-ID")
     return query_id if query_id is not None else after
 
 
@@ -160,10 +152,10 @@ class _Feed:
         """The public incidents among these as of at least `head`, the store's head after
         the events were read: waits (asynchronously) until the read tables reached it."""
         pause, waited, warned = 0.005, 0.0, False
-        database = self.services.database
+        queries = self.services.queries
         while not self.watch.closed:
             visible = await anyio.to_thread.run_sync(
-                public_incidents, database, incident_ids, head)
+                partial(queries.public_ids, incident_ids, as_of=head))
             if visible is not None:
                 return visible
             if waited > self.config.lag_warning and not warned:

@@ -1227,3 +1227,14 @@ def test_a_deleted_incident_is_gone_for_get_and_delete(
         assert_problem(http.get(f"{INCIDENTS}/{incident_id}/timeline"), 404)
         assert_problem(http.delete(f"{INCIDENTS}/{incident_id}", headers=WRITER), 404)
         assert_problem(http.delete(f"{INCIDENTS}/{incident_id}", headers=ADMIN), 404)
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1.5", "9" * 19, "\u00b2"],
+                         ids=lambda value: ascii(value))
+def test_a_garbage_last_event_id_is_400(
+    http: httpx.Client, services: Services, incident: dict[str, Any], value: str
+) -> None:
+    with nothing_changes(http, services, incident["id"]):
+        response = raw(http, "GET", f"{EVENTS}/stream",
+                       {**READER, "Last-Event-ID": value})  # "²" goes out as byte 0xB2
+        assert_problem(response, 400)

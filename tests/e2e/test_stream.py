@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from starlette.datastructures import State
 
 from api.render import public_document
-from api.routes.stream import StreamConfig, store_watch
+from api.routes.stream import StreamConfig
 from commands.application import NewIncident
 from infra.bootstrap import Services, bootstrap
 from infra.event_log import StoredCloudEvent
@@ -243,7 +243,7 @@ def test_a_reader_receives_every_event_in_store_order_byte_for_byte(
     with stream(live_server, WRITER, after=events[4].position) as tail:
         assert tail.take(len(events) - 5) == received[5:]
     # Every stream that closed has stopped following the store.
-    watch = store_watch(app_state(live_server))
+    watch = app_state(live_server).services.store_watch
     deadline = time.monotonic() + WAIT
     while watch.waiting and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -399,7 +399,7 @@ def loopback_buffering() -> int:
 
 def test_streams_end_when_the_server_shuts_down(live_server: LiveServer) -> None:
     # What serve (and the test server) wire up: uvicorn waits for open responses.
-    watch = store_watch(app_state(live_server))
+    watch = app_state(live_server).services.store_watch
     watch.close_when(lambda: live_server.server.should_exit)
     with stream(live_server, READER) as live:
         started = time.monotonic()
