@@ -71,6 +71,15 @@ class EventLog:
         with self.database.transaction() as cursor:
             return select_events(cursor, self.database, after, limit, types, subject)
 
+    def read_all(self, subject: str, batch: int = 1000) -> list[StoredCloudEvent]:
+        """Every event of one subject (incident), in store order."""
+        found: list[StoredCloudEvent] = []
+        while page := self.read(found[-1].position if found else 0, batch, subject=subject):
+            found += page
+            if len(page) < batch:
+                break
+        return found
+
     def last_position(self) -> int:
         with self.database.transaction() as cursor:
             return store_head(cursor, self.database)

@@ -101,16 +101,14 @@ def add_update(
 
 @router.get("/{incident_id}/timeline")
 def incident_timeline(
-    incident_id: IncidentId, caller: AnyCaller, commands: Commands, log: Log
+    incident_id: IncidentId, caller: AnyCaller, log: Log, queries: Queries, _: Consistent
 ) -> Response:
     """Every stored event of the incident, oldest first; without a reader token only
-    public incidents, with internal fields removed."""
-    record = fold(commands.history(incident_id))
-    if record is None or not (record.is_public or caller.is_reader):
+    public, undeleted incidents, with internal fields removed."""
+    hidden = not caller.is_reader and not queries.public_ids([incident_id], as_of=0)
+    documents = [] if hidden else [e.document for e in log.read_all(subject=incident_id)]
+    if not documents:
         raise Problem(404, f"no incident with id {incident_id}")
-    if record.deleted and not caller.is_reader:
-        raise Problem(404, f"no incident with id {incident_id}")
-    documents = [e.document for e in log.read(0, record.version + 1_000, subject=incident_id)]
     if not caller.is_reader:
         documents = [d for d in map(public_document, documents) if d is not None]
     return event_list_response(documents, incident_id=incident_id)
