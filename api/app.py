@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import problems
+from api.consistency import ExpireStaleCookie
 from api.limits import BodySizeLimit
 from api.routes import events, feeds, health, incidents, pages, queries, stream
 from infra.bootstrap import Services
@@ -23,6 +24,7 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     problems.install(app)
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(ExpireStaleCookie)
     app.include_router(health.router)
     # Fixed paths (/incidents/status/summary, /incidents/rss/feed, ...) before
     # /incidents/{incident_id}, or they would be taken for ids.

@@ -4,6 +4,12 @@ A write answers `Store-Position: N` (and sets the `store_position` cookie). A re
 until the read tables reached the position the client names (`Min-Position: N` header,
 `min_position=N` parameter or the cookie) and this process's last write, whichever is later;
 after `READ_WAIT_SECONDS` it answers 503 rather than stale data.
+
+A position named explicitly that the store has not written is a 400. The cookie is not
+named by the client: it may come from another instance on the same host (cookies are not
+scoped by port) or from before a restore, and an HttpOnly cookie cannot be cleared by a
+page. A cookie position beyond the store's head is therefore ignored, and the answer
+expires the cookie.
 """
 
 from __future__ import annotations
@@ -13,13 +19,19 @@ from typing import Annotated
 
 import anyio.to_thread
 from fastapi import Cookie, Depends, Header, Query, Request
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import Problem
+from infra.consistency import ReadBarrier
 
 READ_WAIT_SECONDS = 2.0
 _POSITION = re.compile(r"^[0-9]{1,18}$")
 POSITION_HEADER = "Store-Position"
 POSITION_COOKIE = "store_position"
+_COOKIE_ATTRIBUTES = "Path=/; HttpOnly; SameSite=Lax"
+# Set in the request's state when its cookie named a position the store never wrote.
+_STALE_COOKIE = "stale_position_cookie"
 
 
 def parse_position(text: str, name: str) -> int:
@@ -37,22 +49,37 @@ async def read_after_writes(
     cookie: Annotated[str | None, Cookie(alias=POSITION_COOKIE)] = None,
 ) -> None:
     named = [parse_position(text, name) for text, name in (
-        (min_position, "min_position"), (header, "Min-Position"), (cookie, POSITION_COOKIE))
-        if text]
-    barrier = request.app.state.services.barrier
-    target = max([*named, barrier.last_written])
+        (min_position, "min_position"), (header, "Min-Position")) if text]
+    remembered = parse_position(cookie, POSITION_COOKIE) if cookie else 0
+    barrier: ReadBarrier = request.app.state.services.barrier
+    target = max([*named, remembered, barrier.last_written])
     if barrier.has_reached(target):
         return  # the usual case: no waiting, no thread
-    head = await anyio.to_thread.run_sync(request.app.state.services.event_log.last_position)
+    head = await anyio.to_thread.run_sync(barrier.store_head)
+    if remembered > head:  # a cookie of another store: ignored, and expired
+        setattr(request.state, _STALE_COOKIE, True)
+        target = max([*named, barrier.last_written])
     if target > head:
-        raise Problem(400, f"store position {target} has not been written (the store is at "
-                      f"{head})")
-    if not await anyio.to_thread.run_sync(barrier.wait, target, READ_WAIT_SECONDS):
+        # The store's head is not told: it would count everyone's writes, private ones too.
+        raise Problem(400, f"store position {target} has not been written")
+    await anyio.to_thread.run_sync(wait_for_read_tables, barrier, target)
+
+
+def wait_for_read_tables(barrier: ReadBarrier, position: int) -> None:
+    """Returns once every read table reached `position` (blocking: call it from a worker
+    thread); 503 after `READ_WAIT_SECONDS`."""
+    if not barrier.wait(position, READ_WAIT_SECONDS):
         raise Problem(503, "the read tables have not caught up with your last write yet; "
                       "retry shortly", headers={"Retry-After": "1"})
 
 
+async def read_barrier(request: Request) -> ReadBarrier:
+    found: ReadBarrier = request.app.state.services.barrier
+    return found
+
+
 Consistent = Annotated[None, Depends(read_after_writes)]
+Barrier = Annotated[ReadBarrier, Depends(read_barrier)]
 
 
 def position_headers(position: int | None) -> dict[str, str]:
@@ -60,5 +87,28 @@ def position_headers(position: int | None) -> dict[str, str]:
         return {}
     return {
         POSITION_HEADER: str(position),
-        "Set-Cookie": f"{POSITION_COOKIE}={position}; Path=/; HttpOnly; SameSite=Lax",
+        "Set-Cookie": f"{POSITION_COOKIE}={position}; {_COOKIE_ATTRIBUTES}",
     }
+
+
+class ExpireStaleCookie:
+    """Adds a Set-Cookie expiring `store_position` to the answer of a request whose cookie
+    named a position beyond the store's head (routes answer with their own response
+    objects, so a dependency cannot add the header itself)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_expiring(message: Message) -> None:
+            if message["type"] == "http.response.start" and scope.get("state", {}).get(
+                    _STALE_COOKIE):
+                MutableHeaders(scope=message).append(
+                    "Set-Cookie", f"{POSITION_COOKIE}=; Max-Age=0; {_COOKIE_ATTRIBUTES}")
+            await send(message)
+
+        await self.app(scope, receive, send_expiring)

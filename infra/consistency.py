@@ -11,6 +11,7 @@ import threading
 import time
 
 from infra.database import Database
+from infra.event_log import store_head
 from infra.projector import TRACKING
 
 
@@ -37,6 +38,12 @@ class ReadBarrier:
     def has_reached(self, target: int) -> bool:
         """Whether every projection is known to have reached `target` (no I/O)."""
         return self._reached >= target
+
+    def store_head(self) -> int:
+        """The position of the store's last event: a client naming a later one names a
+        position of another store (or of this one before a restore)."""
+        with self.database.transaction() as cursor:
+            return store_head(cursor, self.database)
 
     def wait(self, target: int, timeout: float) -> bool:
         """True once every projection reached `target`; False if `timeout` passed first."""

@@ -7,10 +7,15 @@ import logging
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from api.auth import AnyCaller
 from api.deps import Log, NatsRelay
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger("product_status.api")
+
+# What anyone may read of the relay's status. Store positions (the relay's, the head)
+# count every write, private ones too: they are for reader tokens.
+PUBLIC_RELAY_FIELDS = ("state", "broker", "lag", "last_error")
 
 
 @router.get("/healthz")
@@ -19,9 +24,10 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-def readyz(event_log: Log, relay: NatsRelay) -> JSONResponse:
-    """Ready when the event store answers. The NATS relay's state (broker, position,
-    lag) is reported, never waited for: an outage of NATS delays publishing only."""
+def readyz(caller: AnyCaller, event_log: Log, relay: NatsRelay) -> JSONResponse:
+    """Ready when the event store answers. The NATS relay's state (broker, lag) is
+    reported, never waited for: an outage of NATS delays publishing only. A reader token
+    also sees the store's head (`store_position`) and the relay's position."""
     try:
         position = event_log.last_position()
     except Exception as error:  # any failure of the store means not ready
@@ -30,7 +36,11 @@ def readyz(event_log: Log, relay: NatsRelay) -> JSONResponse:
             {"status": "unavailable", "store": f"unreachable: {type(error).__name__}"},
             status_code=503,
         )
-    body: dict[str, object] = {"status": "ready", "store": "ok", "store_position": position}
+    body: dict[str, object] = {"status": "ready", "store": "ok"}
+    if caller.is_reader:
+        body["store_position"] = position
     if relay is not None:
-        body["relay"] = relay.status().as_dict()
+        status = relay.status().as_dict()
+        body["relay"] = status if caller.is_reader else {
+            name: status[name] for name in PUBLIC_RELAY_FIELDS}
     return JSONResponse(body)

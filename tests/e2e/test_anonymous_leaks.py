@@ -1,0 +1,149 @@
+"""What an anonymous caller can learn of what it may not see, on SQLite and PostgreSQL:
+nothing. The store's head (which counts every write, private ones too) is told to nobody
+without a token; and a `store_position` cookie of another store is ignored and expired
+rather than answered 400.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from infra.bootstrap import bootstrap
+from tests.conftest import READER, WRITER, LiveServer, make_settings
+from tests.servers import free_port
+
+INCIDENTS = "/api/v1/incidents"
+FEEDS = [f"{INCIDENTS}/rss/feed", f"{INCIDENTS}/atom/feed", f"{INCIDENTS}/rss/feed?service=api",
+         f"{INCIDENTS}/atom/feed?include_resolved=false"]
+
+
+@pytest.fixture
+def anonymous(live_server: LiveServer) -> Iterator[httpx.Client]:
+    """A client without a token and without cookies."""
+    with httpx.Client(base_url=live_server.url, timeout=30) as client:
+        yield client
+
+
+def create(http: httpx.Client, **fields: Any) -> dict[str, Any]:
+    response = http.post(INCIDENTS, json={"title": "Checkout is down", **fields},
+                         headers=WRITER)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def write(response: httpx.Response) -> None:
+    assert response.status_code in (200, 201, 204), response.text
+
+
+# ----------------------------------------------------------------------------------------
+# the store's head
+
+
+def numbers(text: str) -> set[int]:
+    return {int(n) for n in re.findall(r"[0-9]+", text)}
+
+
+def positions_in(body: Any) -> list[str]:
+    """The keys naming store positions anywhere in a JSON document."""
+    if isinstance(body, dict):
+        return [k for k in body if k in ("store_position", "position", "head")] + [
+            p for v in body.values() for p in positions_in(v)]
+    return []
+
+
+def test_readiness_tells_store_positions_to_readers_only(database_url: str) -> None:
+    services = bootstrap(make_settings(
+        database_url, CLOUDEVENT_BROKER_URL=f"nats://127.0.0.1:{free_port()}"))
+    services.start_projections()
+    server = LiveServer(services)
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            create(client)
+            anonymous = httpx.get(f"{server.url}/readyz", timeout=30)
+            assert anonymous.status_code == 200
+            body = anonymous.json()
+            assert body["status"] == "ready"
+            assert positions_in(body) == []
+            assert set(body["relay"]) == {"state", "broker", "lag", "last_error"}
+            reader = client.get("/readyz", headers=READER).json()
+            assert reader["store_position"] == services.event_log.last_position()
+            assert {"position", "head", "lag"} <= set(reader["relay"])
+    finally:
+        server.stop()
+        services.close()
+
+
+def test_a_position_never_written_is_400_without_the_head(anonymous: httpx.Client,
+                                                          http: httpx.Client) -> None:
+    create(http)
+    beyond = 123_456_789
+    for response in (anonymous.get(INCIDENTS, params={"min_position": str(beyond)}),
+                     anonymous.get(INCIDENTS, headers={"Min-Position": str(beyond)})):
+        assert response.status_code == 400
+        assert response.headers["content-type"] == "application/problem+json"
+        assert numbers(response.json()["detail"]) == {beyond}
+
+
+# ----------------------------------------------------------------------------------------
+# a stale cookie
+
+
+def expires_position_cookie(response: httpx.Response) -> bool:
+    for header in response.headers.get_list("set-cookie"):
+        cookie: SimpleCookie = SimpleCookie()
+        cookie.load(header)
+        morsel = cookie.get("store_position")
+        if morsel is not None and morsel["max-age"] == "0" and morsel["path"] == "/":
+            return True
+    return False
+
+
+def test_a_position_cookie_beyond_the_head_is_ignored_and_expired(
+    http: httpx.Client, live_server: LiveServer, tmp_path: Path
+) -> None:
+    incident = create(http, affected_services=["api"])
+    public_paths = ["/", INCIDENTS, f"{INCIDENTS}/status/summary", *FEEDS,
+                    f"{INCIDENTS}/{incident['id']}/rss", f"{INCIDENTS}/{incident['id']}/atom",
+                    f"{INCIDENTS}/{incident['id']}", f"/incidents/{incident['id']}"]
+    for path in public_paths:
+        response = httpx.get(f"{live_server.url}{path}", timeout=30,
+                             headers={"Cookie": f"store_position={10**17}"})
+        assert response.status_code == 200, (path, response.text)
+        assert expires_position_cookie(response), path
+        # A cookie the store has written is no reason to expire it.
+        current = httpx.get(f"{live_server.url}{path}", timeout=30,
+                            cookies={"store_position": "1"})
+        assert current.status_code == 200, (path, current.text)
+        assert not expires_position_cookie(current), path
+    # Named explicitly, the same position is still refused.
+    explicit = httpx.get(f"{live_server.url}{INCIDENTS}", timeout=30,
+                         headers={"Min-Position": str(10**17)})
+    assert explicit.status_code == 400
+
+    # A browser that wrote to another instance on the same host (cookies ignore ports).
+    other = bootstrap(make_settings(f"sqlite:///{tmp_path / 'other.db'}"))
+    other.start_projections()
+    other_server = LiveServer(other)
+    other_server.start()
+    try:
+        with httpx.Client(timeout=30) as browser:
+            for _ in range(5):
+                write(browser.post(f"{other_server.url}{INCIDENTS}", headers=WRITER,
+                                   json={"title": "elsewhere"}))
+            assert int(browser.cookies["store_position"]) > 1
+            page = browser.get(f"{live_server.url}/")
+            assert page.status_code == 200, page.text
+            assert "store_position" not in browser.cookies
+            assert browser.get(f"{live_server.url}{INCIDENTS}").status_code == 200
+    finally:
+        other_server.stop()
+        other.close()
