@@ -15,6 +15,20 @@ from projections.incident_history import IncidentRecord
 INTERNAL_DATA_FIELDS = ("internal_notes", "message")
 
 
+def may_see(record: IncidentRecord | None, *, internal: bool) -> bool:
+    """Whether a caller may see the incident as `record` has it: a deleted incident is
+    gone for everyone, a non-public one is seen with a reader token only."""
+    return record is not None and not record.deleted and (internal or record.is_public)
+
+
+def may_see_as_of(now: IncidentRecord, then: IncidentRecord | None, *, internal: bool
+                  ) -> bool:
+    """Whether a caller may see the incident as it stood `then`, given how it stands
+    `now`. Without a reader token, only an incident public then and now: a past state of an
+    incident since made private or deleted is not public any more."""
+    return may_see(then, internal=internal) and (internal or may_see(now, internal=False))
+
+
 def incident_body(record: IncidentRecord, *, internal: bool) -> dict[str, Any]:
     body = IncidentOut.of(record, internal=internal).model_dump(mode="json")
     if not internal:

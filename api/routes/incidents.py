@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from api.auth import AnyCaller, Writer
-from api.consistency import Consistent, position_headers
+from api.consistency import Barrier, Consistent, position_headers, wait_for_read_tables
 from api.deps import Commands, ExpectedVersion, IdempotencyKey, IncidentId, Log, Queries
-from api.problems import Problem
-from api.render import event_list_response, incident_response, public_document
+from api.render import event_list_response, incident_response, may_see_as_of, public_document
 from api.routes.queries import read_incident
 from api.schemas import IncidentChange, IncidentCreate, IncidentOut, Moment, UpdateCreate
-from commands.application import NewIncident, NewUpdate, Written
+from commands.application import IncidentNotFound, NewIncident, NewUpdate, Written
+from domain.incident import IncidentEvent
 from projections.incident_history import IncidentRecord, fold
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 
 
-def _record(written: Written) -> IncidentRecord:
-    record = fold(written.history)
-    assert record is not None
+def _record(history: Sequence[IncidentEvent]) -> IncidentRecord:
+    record = fold(history)
+    assert record is not None, "an incident has at least its creation event"
     return record
 
 
@@ -31,7 +32,7 @@ def _answer(written: Written, status_code: int = 200) -> JSONResponse:
                **position_headers(written.position)}
     if not written.recorded:
         headers["Idempotent-Replayed"] = "true"
-    return incident_response(_record(written), internal=True, status_code=status_code,
+    return incident_response(_record(written.history), internal=True, status_code=status_code,
                              headers=headers)
 
 
@@ -58,13 +59,16 @@ def get_incident(
     _: Consistent,
     as_of: Annotated[Moment | None, Query(description="show it as it stood then")] = None,
 ) -> JSONResponse:
-    """From the read tables; with `as_of`, folded from the incident's stored events."""
+    """From the read tables; with `as_of`, folded from the incident's stored events.
+    Whatever a caller may not see is answered exactly as an unknown id."""
     if as_of is None:
         return read_incident(incident_id, caller, queries)
-    record = fold(commands.history(incident_id), as_of=as_of)
-    if record is None or record.deleted or not (record.is_public or caller.is_reader):
-        raise Problem(404, f"no incident with id {incident_id} at {as_of.isoformat()}")
-    return incident_response(record, internal=caller.is_reader)
+    history = commands.history(incident_id)
+    then = fold(history, as_of=as_of)
+    if not may_see_as_of(_record(history), then, internal=caller.is_reader):
+        raise IncidentNotFound(incident_id)
+    assert then is not None
+    return incident_response(then, internal=caller.is_reader)
 
 
 @router.put("/{incident_id}", response_model=IncidentOut)
@@ -101,14 +105,25 @@ def add_update(
 
 @router.get("/{incident_id}/timeline")
 def incident_timeline(
-    incident_id: IncidentId, caller: AnyCaller, log: Log, queries: Queries, _: Consistent
+    incident_id: IncidentId,
+    caller: AnyCaller,
+    log: Log,
+    queries: Queries,
+    barrier: Barrier,
+    _: Consistent,
 ) -> Response:
     """Every stored event of the incident, oldest first; without a reader token only
-    public, undeleted incidents, with internal fields removed."""
-    hidden = not caller.is_reader and not queries.public_ids([incident_id], as_of=0)
-    documents = [] if hidden else [e.document for e in log.read_all(subject=incident_id)]
-    if not documents:
-        raise Problem(404, f"no incident with id {incident_id}")
+    public, undeleted incidents, with internal fields removed. Whatever a caller may not
+    see is answered exactly as an unknown id."""
+    events = log.read_all(subject=incident_id)
+    if not events:
+        raise IncidentNotFound(incident_id)
+    documents = [e.document for e in events]
     if not caller.is_reader:
+        # Visible now: as the read model has it once it reached the last event read (until
+        # then it may still show as public an incident since made private).
+        wait_for_read_tables(barrier, events[-1].position)
+        if not queries.public_ids([incident_id], as_of=events[-1].position):
+            raise IncidentNotFound(incident_id)
         documents = [d for d in map(public_document, documents) if d is not None]
     return event_list_response(documents, incident_id=incident_id)

@@ -14,6 +14,7 @@ from api.consistency import Consistent
 from api.deps import Queries
 from api.problems import Problem
 from api.schemas import Moment
+from commands.application import IncidentNotFound
 from domain.values import IncidentType, Severity, Status
 from projections.queries import BadCursor, ListFilters
 
@@ -62,5 +63,5 @@ def incident_summary(caller: AnyCaller, queries: Queries, _: Consistent) -> dict
 def read_incident(incident_id: str, caller: AnyCaller, queries: Queries) -> JSONResponse:
     body = queries.get_incident(incident_id, internal=caller.is_reader)
     if body is None:
-        raise Problem(404, f"no incident with id {incident_id}")
+        raise IncidentNotFound(incident_id)  # the same answer as for an unknown id
     return JSONResponse(body, headers={"ETag": f'"{body["version"]}"'})

@@ -1,5 +1,6 @@
 """What an anonymous caller can learn of what it may not see, on SQLite and PostgreSQL:
-nothing. The store's head (which counts every write, private ones too) is told to nobody
+nothing. A hidden incident answers exactly as an unknown id (also as it stood in the
+past); the store's head (which counts every write, private ones too) is told to nobody
 without a token; and a `store_position` cookie of another store is ignored and expired
 rather than answered 400.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ from tests.servers import free_port
 INCIDENTS = "/api/v1/incidents"
 FEEDS = [f"{INCIDENTS}/rss/feed", f"{INCIDENTS}/atom/feed", f"{INCIDENTS}/rss/feed?service=api",
          f"{INCIDENTS}/atom/feed?include_resolved=false"]
+# Headers that differ between any two answers, whatever they answer.
+PER_REQUEST = {"date"}
 
 
 @pytest.fixture
@@ -41,6 +45,87 @@ def create(http: httpx.Client, **fields: Any) -> dict[str, Any]:
 
 def write(response: httpx.Response) -> None:
     assert response.status_code in (200, 201, 204), response.text
+
+
+def unknown_like(incident_id: str) -> str:
+    """An id of the same shape and length that names no incident."""
+    tail = "zzzz" if not incident_id.endswith("zzzz") else "yyyy"
+    return incident_id[:-4] + tail
+
+
+def headers_of(response: httpx.Response) -> list[tuple[str, str]]:
+    return sorted((k, v) for k, v in response.headers.multi_items() if k not in PER_REQUEST)
+
+
+def assert_answers_as_unknown(client: httpx.Client, path: str, incident_id: str,
+                              **params: str) -> None:
+    """`path` (with `{}` for the id) answers for `incident_id` exactly as for an unknown
+    id: status, headers and body (but for the id itself)."""
+    unknown = unknown_like(incident_id)
+    hidden = client.get(path.format(incident_id), params=params)
+    missing = client.get(path.format(unknown), params=params)
+    assert missing.status_code == 404, (path, missing.text)
+    assert hidden.status_code == missing.status_code, (path, hidden.text)
+    assert hidden.content.replace(incident_id.encode(), unknown.encode()) == missing.content, (
+        path, hidden.text, missing.text)
+    assert headers_of(hidden) == headers_of(missing), path
+
+
+HIDDEN_PATHS = [f"{INCIDENTS}/{{}}", f"{INCIDENTS}/{{}}/timeline", f"{INCIDENTS}/{{}}/rss",
+                f"{INCIDENTS}/{{}}/atom", "/incidents/{}"]
+
+
+def hidden_incident(http: httpx.Client, case: str) -> tuple[dict[str, Any], str]:
+    """An incident in the state `case` names, and an instant at which it stood otherwise
+    (or the same way)."""
+    incident = create(http, title=case, is_public=case in ("turned_private", "deleted"))
+    url = f"{INCIDENTS}/{incident['id']}"
+    if case == "turned_private":
+        write(http.put(url, json={"is_public": False}, headers=WRITER))
+    elif case == "deleted":
+        write(http.delete(url, headers=WRITER))
+    elif case == "private_then":
+        write(http.put(url, json={"is_public": True}, headers=WRITER))
+    return incident, incident["created_at"]
+
+
+@pytest.mark.parametrize("case", ["private", "turned_private", "deleted", "private_then"])
+def test_as_of_answers_as_an_unknown_id_for_what_may_not_be_seen(
+    http: httpx.Client, anonymous: httpx.Client, case: str
+) -> None:
+    """Private all along, public then but private or deleted now, or public now but
+    private then: as it stood then, the incident answers exactly as an unknown id."""
+    incident, then = hidden_incident(http, case)
+    assert_answers_as_unknown(anonymous, f"{INCIDENTS}/{{}}", incident["id"], as_of=then)
+    # Before it existed, too.
+    before = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    assert_answers_as_unknown(anonymous, f"{INCIDENTS}/{{}}", incident["id"], as_of=before)
+    # A reader sees the past state (but of a deleted incident).
+    seen = anonymous.get(f"{INCIDENTS}/{incident['id']}", headers=READER,
+                         params={"as_of": then})
+    assert seen.status_code == 200, seen.text
+    assert seen.json()["title"] == case
+
+
+@pytest.mark.parametrize("case", ["private", "turned_private", "deleted"])
+def test_every_anonymous_path_answers_as_an_unknown_id_for_a_hidden_incident(
+    http: httpx.Client, anonymous: httpx.Client, case: str
+) -> None:
+    incident, _ = hidden_incident(http, case)
+    for path in HIDDEN_PATHS:
+        assert_answers_as_unknown(anonymous, path, incident["id"])
+
+
+def test_as_of_shows_what_is_public_then_and_now(
+    http: httpx.Client, anonymous: httpx.Client
+) -> None:
+    incident, _ = hidden_incident(http, "private_then")
+    latest = http.get(f"{INCIDENTS}/{incident['id']}").json()
+    shown = anonymous.get(f"{INCIDENTS}/{incident['id']}",
+                          params={"as_of": latest["updated_at"]})
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["is_public"] is True
+    assert "internal_notes" not in shown.json()
 
 
 # ----------------------------------------------------------------------------------------
