@@ -1,10 +1,14 @@
 """Read model `feed_items`: what the RSS and Atom feeds read.
 
 `feed_incidents` holds one row per incident with its latest public message and the time
-and store position of its last public change (a change of internal notes is not one, so
-it does not move a feed's ETag). `feed_entries` holds one row per public entry of an
-incident: its declaration and each update that says something public or moves its status.
-Internal notes and internal messages never enter these tables.
+and store position of its last public change. A public change is one the feeds can show:
+a change of what they show of an incident in them, or an incident entering or leaving
+them. A change of internal notes is not one, and nothing that happens to an incident
+outside the feeds (not public, not in feeds, or deleted) is one either, so none of these
+moves a feed's ETag, Last-Modified or body. An incident never in the feeds has
+`last_public_change` 0. `feed_entries` holds one row per public entry of an incident: its
+declaration and each update that says something public or moves its status. Internal
+notes and internal messages never enter these tables.
 """
 
 from __future__ import annotations
@@ -22,11 +26,20 @@ from projections.base import (
     micros,
 )
 
+# The incidents the feeds show: the one rule, read by the handlers here and, as SQL, by
+# the feeds' queries.
+IN_FEEDS: dict[str, bool] = {"is_public": True, "rss_enabled": True, "deleted": False}
+NEVER_IN_FEEDS = 0  # the `last_public_change` and `position` of an incident never shown
 _PUBLIC_DETAILS = ("title", "description", "severity", "incident_type", "public_message",
                    "is_public", "rss_enabled")
 COLUMNS = ("id", "created_position", "title", "description", "status", "severity",
            "incident_type", "affected_services", "public_message", "is_public", "rss_enabled",
            "deleted", "created_at", "last_public_change", "position")
+
+
+def in_feeds(row: dict[str, Any]) -> bool:
+    """Whether the feeds show the incident whose row (or creation) this is."""
+    return all(bool(row[name]) is value for name, value in IN_FEEDS.items())
 
 
 class FeedItems(Projection):
@@ -76,6 +89,8 @@ class FeedItems(Projection):
     @handles(Incident.Created)
     def _created(self, event: Incident.Created, cursor: Cursor, position: int) -> None:
         at = micros(event.timestamp)
+        shown = in_feeds({"is_public": event.is_public, "rss_enabled": event.rss_enabled,
+                          "deleted": False})
         self.incidents.put({
             "id": event.originator_id, "created_position": position, "title": event.title,
             "description": event.description, "status": event.status.value,
@@ -83,7 +98,8 @@ class FeedItems(Projection):
             "affected_services": dump_list(event.affected_services),
             "public_message": event.public_message, "is_public": event.is_public,
             "rss_enabled": event.rss_enabled, "deleted": False, "created_at": at,
-            "last_public_change": at, "position": position,
+            "last_public_change": at if shown else NEVER_IN_FEEDS,
+            "position": position if shown else NEVER_IN_FEEDS,
         })
         self.entries.add(event.originator_id, 0, event.status.value, event.public_message, at,
                          position)
@@ -98,7 +114,7 @@ class FeedItems(Projection):
                 public[name] = getattr(value, "value", value)
             elif name == "affected_services":
                 public["affected_services"] = dump_list(value)
-        if public:  # a change of internal notes alone is not a public change
+        if public:  # a change of internal notes alone changes nothing here
             self._touch(cursor, event, position, public)
 
     @handles(Incident.UpdateAdded)
@@ -124,8 +140,16 @@ class FeedItems(Projection):
     def _touch(
         self, cursor: Cursor, event: Incident.Event, position: int, changes: dict[str, Any]
     ) -> None:
-        self.incidents.change(cursor, event.originator_id, **changes,
-                              last_public_change=micros(event.timestamp), position=position)
+        """Applies the changes; they are a public change (stamped with the event's time
+        and position) only if the incident is in the feeds before or after them."""
+        row = self.incidents.get(cursor, event.originator_id)
+        assert row is not None, f"no feed row for {event.originator_id}"
+        shown_before = in_feeds(row)
+        self.incidents.change(cursor, event.originator_id, **changes)
+        if shown_before or in_feeds(row):
+            self.incidents.change(cursor, event.originator_id,
+                                  last_public_change=micros(event.timestamp),
+                                  position=position)
 
     def end_batch(self, cursor: Cursor) -> None:
         self.incidents.flush(cursor)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from projections.base import ReadStore, load_list
-from projections.feed_items import FeedItems
+from projections.feed_items import IN_FEEDS, NEVER_IN_FEEDS, FeedItems
 
 # Statuses a feed without resolved incidents leaves out.
 CLOSED_STATUSES = ("resolved", "post_incident")
@@ -23,8 +23,11 @@ _INCIDENT_COLUMNS = (
     "id, title, description, status, severity, incident_type, affected_services, "
     "public_message, created_at, last_public_change, position"
 )
-_VISIBLE = "is_public = ? AND rss_enabled = ? AND deleted = ?"
-_VISIBLE_PARAMS: tuple[Any, ...] = (True, True, False)
+_VISIBLE = " AND ".join(f"{name} = ?" for name in IN_FEEDS)
+_VISIBLE_PARAMS: tuple[Any, ...] = tuple(IN_FEEDS.values())
+# The newest public change of any incident (one that left the feeds included); None while
+# no incident was ever in them.
+_NEWEST = f"NULLIF(max(last_public_change), {NEVER_IN_FEEDS})"
 # The read model's position: it moves with every batch the projection applies.
 _POSITION = f"(SELECT position FROM projection_positions WHERE name = '{FeedItems.name}')"
 
@@ -118,7 +121,7 @@ class FeedQueries:
                 where.append("1 = 0")
         sql = (
             f"SELECT {_INCIDENT_COLUMNS}, "
-            "(SELECT max(last_public_change) FROM feed_incidents) AS newest, "
+            f"(SELECT {_NEWEST} FROM feed_incidents) AS newest, "
             f"{_POSITION} AS read_at "
             f"FROM feed_incidents f WHERE {' AND '.join(where)} "
             "ORDER BY last_public_change DESC, id DESC LIMIT ?"
@@ -145,7 +148,7 @@ class FeedQueries:
                 newest, position = rows[0][11], rows[0][12]
             else:
                 found = tx.execute(
-                    f"SELECT max(last_public_change), {_POSITION} FROM feed_incidents"
+                    f"SELECT {_NEWEST}, {_POSITION} FROM feed_incidents"
                 ).fetchone()
                 newest, position = found if found else (None, 0)
         return RecentIncidents([_incident(r) for r in rows],

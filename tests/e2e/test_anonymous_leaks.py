@@ -1,8 +1,8 @@
 """What an anonymous caller can learn of what it may not see, on SQLite and PostgreSQL:
 nothing. A hidden incident answers exactly as an unknown id (also as it stood in the
-past); the store's head (which counts every write, private ones too) is told to nobody
-without a token; and a `store_position` cookie of another store is ignored and expired
-rather than answered 400.
+past); private activity leaves every public feed as it was; the store's head (which counts
+every write, private ones too) is told to nobody without a token; and a `store_position`
+cookie of another store is ignored and expired rather than answered 400.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.bootstrap import bootstrap
+from domain.incident import Incident
+from domain.values import Status
+from infra.bootstrap import Services, bootstrap
 from tests.conftest import READER, WRITER, LiveServer, make_settings
 from tests.servers import free_port
 
@@ -126,6 +128,84 @@ def test_as_of_shows_what_is_public_then_and_now(
     assert shown.status_code == 200, shown.text
     assert shown.json()["is_public"] is True
     assert "internal_notes" not in shown.json()
+
+
+# ----------------------------------------------------------------------------------------
+# feeds
+
+
+def snapshot(client: httpx.Client, paths: list[str]) -> dict[str, tuple[Any, ...]]:
+    """What a feed reader keeps of each feed: status, validators and the document."""
+    taken = {}
+    for path in paths:
+        response = client.get(path)
+        assert response.status_code == 200, (path, response.text)
+        taken[path] = (response.headers["etag"], response.headers.get("last-modified"),
+                       response.content)
+    return taken
+
+
+def save_past(services: Services, *incidents: Incident) -> None:
+    """Stores aggregates whose events carry times in the past (so that a Last-Modified made
+    of them would show at once) and waits for the read side."""
+    services.commands.save(*incidents)
+    assert services.barrier.wait(services.event_log.last_position(), timeout=30)
+
+
+def private_activity(http: httpx.Client, services: Services, start: datetime,
+                     shown: Incident | None = None) -> None:
+    """A private incident's creation and updates, and internal-only edits of `shown`,
+    both in the past (saved as aggregates) and now (over HTTP)."""
+    hidden = Incident.declare(incident_id="incident-hidden-then", at=start, title="Hidden",
+                              is_public=False, affected_services=("api",),
+                              public_message="not yet public")
+    hidden.add_update(at=start + timedelta(minutes=1), max_updates=100,
+                      status=Status.IDENTIFIED, public_message="private news")
+    hidden.change_details(at=start + timedelta(minutes=2), changes={"title": "Renamed"})
+    changed = [hidden]
+    if shown is not None:
+        shown.change_details(at=start + timedelta(minutes=3),
+                             changes={"internal_notes": "internal"})
+        shown.add_update(at=start + timedelta(minutes=4), max_updates=100,
+                         message="an internal message")
+        changed.append(shown)
+    save_past(services, *changed)
+
+    now = create(http, title="Hidden now", is_public=False, affected_services=["api"],
+                 public_message="not public")
+    write(http.post(f"{INCIDENTS}/{now['id']}/updates", headers=WRITER,
+                    json={"status": "identified", "public_message": "private update"}))
+    write(http.put(f"{INCIDENTS}/{now['id']}", json={"title": "Hidden, renamed"},
+                   headers=WRITER))
+    if shown is not None:
+        write(http.put(f"{INCIDENTS}/{shown.id}", json={"internal_notes": "more"},
+                       headers=WRITER))
+        write(http.post(f"{INCIDENTS}/{shown.id}/updates", json={"message": "internal"},
+                        headers=WRITER))
+
+
+def test_private_activity_leaves_every_public_feed_as_it_was(
+    http: httpx.Client, anonymous: httpx.Client, services: Services
+) -> None:
+    hour_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    shown = Incident.declare(incident_id="incident-shown", at=hour_ago, title="Shown",
+                             public_message="hello", affected_services=("api",))
+    save_past(services, shown)
+    paths = [*FEEDS, f"{INCIDENTS}/{shown.id}/rss", f"{INCIDENTS}/{shown.id}/atom"]
+    before = snapshot(anonymous, paths)
+    assert all(last_modified is not None for _, last_modified, _ in before.values())
+
+    private_activity(http, services, hour_ago + timedelta(minutes=10), shown)
+
+    assert snapshot(anonymous, paths) == before
+
+
+def test_private_activity_leaves_an_empty_feed_as_it_was(
+    http: httpx.Client, anonymous: httpx.Client, services: Services
+) -> None:
+    before = snapshot(anonymous, FEEDS)
+    private_activity(http, services, datetime.now(UTC) - timedelta(hours=1))
+    assert snapshot(anonymous, FEEDS) == before
 
 
 # ----------------------------------------------------------------------------------------

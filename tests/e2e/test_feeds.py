@@ -876,7 +876,8 @@ def test_last_modified_and_if_modified_since(http: httpx.Client, services: Servi
                                at=hour_ago + timedelta(minutes=3), title="Private",
                                is_public=False)
     save_declared(services, older, newer, private)
-    newest = format_datetime(hour_ago + timedelta(minutes=3), usegmt=True)
+    # The private incident, declared last, is no public change: it moves no feed.
+    newest = format_datetime(hour_ago + timedelta(minutes=2), usegmt=True)
     paths = {p: newest for p in GENERAL.values()}
     paths[f"{INCIDENTS}/incident-newer/rss"] = format_datetime(
         hour_ago + timedelta(minutes=2), usegmt=True)
