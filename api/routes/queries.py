@@ -3,52 +3,32 @@ from the read tables."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import StringConstraints
 
 from api.auth import AnyCaller
 from api.consistency import Consistent
 from api.deps import Queries
+from api.filters import ListQuery
 from api.problems import Problem
-from api.schemas import Moment
 from commands.application import IncidentNotFound
-from domain.values import IncidentType, Severity, Status
-from projections.queries import BadCursor, ListFilters
+from projections.queries import BadCursor
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["queries"])
-Names = Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=100)]], Query()]
 
 
 @router.get("")
 def list_incidents(
-    caller: AnyCaller,
-    queries: Queries,
-    _: Consistent,
-    status: Annotated[list[Status], Query()] = [],  # noqa: B006
-    severity: Annotated[list[Severity], Query()] = [],  # noqa: B006
-    incident_type: Annotated[list[IncidentType], Query()] = [],  # noqa: B006
-    service: Names = [],  # noqa: B006
-    region: Names = [],  # noqa: B006
-    q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-    since: Moment | None = None,
-    until: Moment | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    caller: AnyCaller, queries: Queries, _: Consistent, filters: ListQuery
 ) -> dict[str, Any]:
     """Newest first. Filters repeat (`status=investigating&status=identified`); `since`
     and `until` bound the start time; pass `next_cursor` back as `cursor` for the next
     page."""
-    filters = ListFilters(
-        status=tuple(s.value for s in status), severity=tuple(s.value for s in severity),
-        incident_type=tuple(t.value for t in incident_type), service=tuple(service),
-        region=tuple(region), q=q, since=since, until=until,
-    )
     try:
-        page = queries.list_incidents(filters, internal=caller.is_reader, limit=limit,
-                                      cursor=cursor)
+        page = queries.list_incidents(filters.list_filters(), internal=caller.is_reader,
+                                      limit=filters.limit, cursor=filters.cursor)
     except BadCursor as error:
         raise Problem(400, str(error)) from None
     return {"items": page.items, "total": page.total, "next_cursor": page.next_cursor}

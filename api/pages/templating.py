@@ -1,0 +1,81 @@
+"""The template environment (built on first use, templates loaded from the installed `api`
+package, not the working directory), its filters, and the HTML responses with the pages'
+security headers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from api.pages import views
+
+RSS_FEED = "/api/v1/incidents/rss/feed"
+ATOM_FEED = "/api/v1/incidents/atom/feed"
+# No inline script or style anywhere: markup that slipped past escaping still could not run.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+       "object-src 'none'")
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def label(value: str) -> str:
+    """`post_incident` -> `Post incident`."""
+    return value.replace("_", " ").capitalize()
+
+
+def utc_minute(iso: str) -> str | None:
+    """An RFC 3339 time as `YYYY-MM-DD HH:MM` in UTC; None if it is not one."""
+    try:
+        moment = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return None
+    return f"{moment:%Y-%m-%d %H:%M}"
+
+
+def form_moment(moment: datetime | None) -> str:
+    """A time as a `datetime-local` input shows it (the dashboard's times are UTC)."""
+    return moment.strftime("%Y-%m-%dT%H:%M") if moment else ""
+
+
+def form_value(incident: Mapping[str, Any] | None, key: str, default: str = "") -> str:
+    """A detail as the incident form shows it: lists comma-separated."""
+    if incident is None:
+        return default
+    found = incident[key]
+    return ", ".join(found) if isinstance(found, list) else str(found)
+
+
+@cache
+def environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("api", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(label=label, utc_minute=utc_minute, form_moment=form_moment,
+                       form_value=form_value, service_state=views.service_state,
+                       next_statuses=views.next_statuses)
+    env.globals.update(RSS_FEED=RSS_FEED, ATOM_FEED=ATOM_FEED, choices=views.CHOICES)
+    return env
+
+
+def render(template: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """A page or a dashboard fragment, with the pages' headers."""
+    html = environment().get_template(template).render(**context)
+    return HTMLResponse(html, status_code=status_code, headers=HEADERS)
+
+
+def not_found(what: str, *, dashboard: bool = False) -> HTMLResponse:
+    return render("not_found.html", status_code=404, what=what, dashboard=dashboard)
