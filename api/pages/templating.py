@@ -4,13 +4,14 @@ security headers."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
 
 from api.pages import views
 
@@ -31,6 +32,17 @@ HEADERS = {
 def label(value: str) -> str:
     """`post_incident` -> `Post incident`."""
     return value.replace("_", " ").capitalize()
+
+
+def bdi(text: str) -> Markup:
+    """User text, escaped and bidi-isolated: a right-to-left override in a name stops at its
+    end instead of reversing the text that follows."""
+    return Markup("<bdi>{}</bdi>").format(text)
+
+
+def bdi_list(names: Iterable[str]) -> Markup:
+    """`a, b`, each name isolated; empty for no names."""
+    return Markup(", ").join(bdi(name) for name in names)
 
 
 def utc_minute(iso: str) -> str | None:
@@ -64,9 +76,9 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(label=label, utc_minute=utc_minute, form_moment=form_moment,
-                       form_value=form_value, service_state=views.service_state,
-                       next_statuses=views.next_statuses)
+    env.filters.update(label=label, bdi=bdi, bdi_list=bdi_list, utc_minute=utc_minute,
+                       form_moment=form_moment, form_value=form_value,
+                       service_state=views.service_state, next_statuses=views.next_statuses)
     env.globals.update(RSS_FEED=RSS_FEED, ATOM_FEED=ATOM_FEED, choices=views.CHOICES)
     return env
 
