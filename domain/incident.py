@@ -185,13 +185,19 @@ class Incident(BaseAggregate[str]):
         author: str | None = None,
         request_key: str | None = None,
     ) -> None:
+        """Records a status update. At `max_updates` only an update that closes the
+        incident is still taken (resolving it, or moving it from resolved to post-incident
+        review): an incident can always be resolved. Reopening stays refused, so past the
+        limit an incident takes at most two more updates."""
         self._check_not_deleted()
-        if self.update_count >= max_updates:
-            raise UpdateLimitReached(max_updates)
         new_status = self.status if status is None else status
         if not may_move(self.status, new_status):
             raise TransitionRefused(self.status, new_status)
         resolves = self.status.is_active and new_status is Status.RESOLVED
+        closes = resolves or (self.status is Status.RESOLVED
+                              and new_status is Status.POST_INCIDENT)
+        if self.update_count >= max_updates and not closes:
+            raise UpdateLimitReached(max_updates)
         self.trigger_event(
             self.UpdateAdded,
             timestamp=at,

@@ -116,6 +116,39 @@ def test_the_number_of_updates_is_bounded() -> None:
     assert incident.update_count == 3
 
 
+@pytest.mark.parametrize("active", ACTIVE)
+def test_an_incident_at_the_limit_can_still_be_resolved(active: Status) -> None:
+    incident = an_incident(active)
+    while incident.update_count < 3:
+        incident.add_update(at=T0, max_updates=3, status=active, message="still looking")
+    incident.collect_events()
+    incident.add_update(at=T0, max_updates=3, status=Status.RESOLVED, message="fixed")
+    assert [type(e) for e in incident.collect_events()] == [Incident.UpdateAdded,
+                                                            Incident.Resolved]
+    incident.add_update(at=T0, max_updates=3, status=Status.POST_INCIDENT)
+    assert incident.status is Status.POST_INCIDENT
+    assert incident.update_count == 5
+
+
+def test_past_the_limit_only_closing_updates_are_taken() -> None:
+    incident = an_incident()
+    for _ in range(2):
+        incident.add_update(at=T0, max_updates=2, message="still looking")
+    for refused in [Status.INVESTIGATING, Status.MONITORING]:  # a note, a move
+        with pytest.raises(UpdateLimitReached):
+            incident.add_update(at=T0, max_updates=2, status=refused)
+    incident.add_update(at=T0, max_updates=2, status=Status.RESOLVED)
+    for refused in [Status.RESOLVED, Status.IDENTIFIED]:  # a note, a reopening
+        with pytest.raises(UpdateLimitReached):
+            incident.add_update(at=T0, max_updates=2, status=refused)
+    incident.add_update(at=T0, max_updates=2, status=Status.POST_INCIDENT)
+    with pytest.raises(UpdateLimitReached):
+        incident.add_update(at=T0, max_updates=2, message="report published")
+    with pytest.raises(TransitionRefused):  # the lifecycle is decided first
+        incident.add_update(at=T0, max_updates=2, status=Status.RESOLVED)
+    assert incident.update_count == 4
+
+
 def test_a_deleted_incident_takes_no_more_commands() -> None:
     incident = an_incident()
     incident.delete(at=T0)
