@@ -11,11 +11,17 @@ from infra.settings import Settings, SettingsError, load_settings
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
-
     from api.app import create_app
     from infra.bootstrap import bootstrap
+    from infra.http_server import Server, ServerLimits, server_config
+    from infra.settings import open_files_limit
 
+    open_files = open_files_limit()
+    try:
+        limits = ServerLimits.from_settings(settings, open_files)
+    except SettingsError as error:
+        print(f"product-status: bad setting: {error}", file=sys.stderr)
+        return 2
     services = bootstrap(settings)
     if not args.no_projectors:
         services.start_projections()
@@ -25,10 +31,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         logging.getLogger("product_status").warning(
             "API_TOKENS is not set: reads are public and every write will be refused (401)"
         )
+    logging.getLogger("product_status").info(
+        "at most %d connections and %d live event streams (open-files limit %d); "
+        "request heads within %d s", limits.connections,
+        settings.event_stream_limit(open_files), open_files, limits.header_timeout)
     try:
-        config = uvicorn.Config(create_app(services), host=settings.host, port=settings.port,
-                                log_level="info", timeout_graceful_shutdown=5)
-        server = uvicorn.Server(config)
+        server = Server(server_config(create_app(services), settings, limits))
         # uvicorn waits for open responses before shutting down; live streams never end alone.
         services.store_watch.close_when(lambda: server.should_exit)
         server.run()

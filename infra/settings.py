@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import re
+import resource
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Role = Literal["reader", "writer", "admin"]
 ROLES: tuple[Role, ...] = ("reader", "writer", "admin")
 _SUBJECT_TOKEN = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+DEFAULT_MAX_CONNECTIONS = 10_000  # the ceiling of the derived connection cap
+DEFAULT_MAX_EVENT_STREAMS = 500  # the ceiling of the derived live stream cap
 
 
 class SettingsError(Exception):
@@ -38,6 +41,11 @@ class Settings(BaseSettings):
     # outlast the longest NATS outage or relay downtime to ride out without duplicates.
     cloudevent_duplicate_window_seconds: int = Field(default=86_400, ge=120, le=30 * 86_400)
     rss_ttl_minutes: int = Field(default=5, ge=1, le=10_080)
+    # Serving limits: None derives the cap from the open-files limit (see the methods below).
+    max_connections: int | None = Field(default=None, ge=2, le=1_000_000)
+    max_event_streams: int | None = Field(default=None, ge=1, le=1_000_000)
+    header_timeout_seconds: int = Field(default=10, ge=1, le=3600)
+    keep_alive_timeout_seconds: int = Field(default=5, ge=1, le=3600)
 
     @field_validator("database_url")
     @classmethod
@@ -84,9 +92,63 @@ class Settings(BaseSettings):
             raise ValueError("must be a NATS subject of letters, digits, '-', '_' and dots")
         return value
 
+    @model_validator(mode="after")
+    def _serving_limits(self) -> Settings:
+        # Both timers start when a response ends; a longer keep-alive could never apply.
+        if self.keep_alive_timeout_seconds > self.header_timeout_seconds:
+            raise ValueError(
+                f"KEEP_ALIVE_TIMEOUT_SECONDS ({self.keep_alive_timeout_seconds}) must not "
+                f"exceed HEADER_TIMEOUT_SECONDS ({self.header_timeout_seconds})")
+        if (self.max_event_streams is not None and self.max_connections is not None
+                and self.max_event_streams >= self.max_connections):
+            raise ValueError(
+                f"MAX_EVENT_STREAMS ({self.max_event_streams}) must be below "
+                f"MAX_CONNECTIONS ({self.max_connections}), or streams take every connection")
+        return self
+
     @property
     def base_url(self) -> str:
         return self.public_base_url or f"http://{self.host}:{self.port}"
+
+    def connection_limit(self, open_files: int) -> int:
+        """MAX_CONNECTIONS, or by default what the open-files limit leaves after the
+        files the process keeps for itself (`reserved_files`), at most 10,000."""
+        if self.max_connections is not None:
+            return self.max_connections
+        return max(2, min(DEFAULT_MAX_CONNECTIONS, open_files - reserved_files(open_files)))
+
+    def event_stream_limit(self, open_files: int) -> int:
+        """MAX_EVENT_STREAMS, or by default half the connection limit, at most 500."""
+        if self.max_event_streams is not None:
+            return self.max_event_streams
+        return max(1, min(DEFAULT_MAX_EVENT_STREAMS, self.connection_limit(open_files) // 2))
+
+    def check_serving_limits(self, open_files: int) -> None:
+        """Refuses connection and stream limits this process's open-files limit cannot
+        honour (checked when `serve` starts)."""
+        most = open_files - reserved_files(open_files)
+        if self.max_connections is not None and self.max_connections > most:
+            raise SettingsError(
+                f"MAX_CONNECTIONS: {self.max_connections} is more than this process's "
+                f"open-files limit ({open_files}, ulimit -n) allows: at most {most}")
+        connections = self.connection_limit(open_files)
+        if self.event_stream_limit(open_files) >= connections:
+            raise SettingsError(
+                f"MAX_EVENT_STREAMS: must be below the connection limit ({connections}, "
+                f"from the open-files limit {open_files}), or streams take every connection")
+
+
+def open_files_limit() -> int:
+    """The process's soft limit on open files (`ulimit -n`)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def reserved_files(open_files: int) -> int:
+    """Files kept out of the connection cap: the process's own (database files and
+    connections, one or more per worker thread) and sockets accepted but not yet counted.
+    A quarter of the limit, and at least 256 when the limit is 512 or more."""
+    return max(open_files // 4, min(256, open_files // 2))
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -99,6 +161,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except ValidationError as error:
         problems = []
         for item in error.errors():
-            name = str(item["loc"][0]).upper() if item["loc"] else "settings"
-            problems.append(f"{name}: {item['msg']}")
+            if item["loc"]:
+                problems.append(f"{str(item['loc'][0]).upper()}: {item['msg']}")
+            else:  # a rule across settings: its message names them
+                problems.append(str(item["msg"]).removeprefix("Value error, "))
         raise SettingsError("; ".join(problems)) from None
