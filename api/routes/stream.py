@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -19,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 from api.auth import AnyCaller
 from api.consistency import parse_position
 from api.render import public_document
+from api.stream_slots import StreamSlot, stream_slots
 from infra.bootstrap import Services
 from infra.event_log import EventLog
 from infra.store_watch import StoreWatch
@@ -81,15 +83,23 @@ async def event_stream(
     The stream opens with a `retry:` hint; `: keep-alive` comments fill every 15 s of
     silence. A client that stops reading is dropped rather than buffered for: its stream
     ends and it resumes with `Last-Event-ID`. Streams end when the server shuts down.
+
+    At most MAX_EVENT_STREAMS streams are open at once in one server process; beyond that
+    the answer is 503 with `Retry-After`.
     """
     start = _start_position(last_event_id_header, last_event_id, after)
     state = request.app.state
     services: Services = state.services
     watch = services.store_watch
-    if start is None:
-        start = await anyio.to_thread.run_sync(services.event_log.last_position)
+    slot = stream_slots(state, services.settings).take()
+    try:
+        if start is None:
+            start = await anyio.to_thread.run_sync(services.event_log.last_position)
+    except BaseException:
+        slot.release()
+        raise
     feed = _Feed(services, watch, public=not caller.is_reader, config=stream_config(state))
-    return EventStream(feed, start)
+    return EventStream(feed, start, slot)
 
 
 def _start_position(header: str | None, query_id: int | None, after: int | None) -> int | None:
@@ -185,15 +195,23 @@ class EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, feed: _Feed, start: int) -> None:
+    def __init__(self, feed: _Feed, start: int, slot: StreamSlot) -> None:
         self.feed = feed
         self.start = start
+        self.slot = slot
+        weakref.finalize(self, slot.release)  # should the response never be sent
         self.config = feed.config
         self.status_code = 200
         self.background = None
         self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._stream(scope, receive, send)
+        finally:
+            self.slot.release()
+
+    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200,
                     "headers": self.raw_headers})
         frames_in, frames_out = anyio.create_memory_object_stream[bytes](
