@@ -2,7 +2,9 @@
 
 The document written here is the stored form: `/api/v1/events`, the NATS relay and every
 other follower hand out exactly these bytes. The event id is derived from the incident id
-and version, so republishing an event downstream is idempotent.
+and version, so republishing an event downstream is idempotent. The id of the command that
+recorded an event travels as an extension attribute: ids alone cannot tell a retry of our
+own commit from a rival's event at the same version.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import dataclasses
 import json
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from enum import Enum
 from functools import cache
@@ -29,10 +33,31 @@ SOURCE = "/incident-management"
 CONTENT_TYPE = "application/json"
 # Extension attribute carrying the client's Idempotency-Key of a status update.
 IDEMPOTENCY_EXTENSION = "idempotencykey"
+# Extension attribute carrying the id of the command that recorded the event.
+COMMAND_EXTENSION = "commandid"
 # Event attributes that become CloudEvents attributes rather than `data` fields.
 _ENVELOPE_FIELDS = ("originator_id", "originator_version", "timestamp", "originator_topic")
 
 _json_format = JSONFormat()
+# The command whose events are being mapped: the mapper only ever sees domain events, and
+# the command id belongs to the save, not to the incident's state.
+_recording: ContextVar[str | None] = ContextVar("recording_command", default=None)
+
+
+@contextmanager
+def recording_command(command_id: str) -> Iterator[None]:
+    """Events mapped to stored documents inside this block carry `command_id`."""
+    token = _recording.set(command_id)
+    try:
+        yield
+    finally:
+        _recording.reset(token)
+
+
+def command_id_of(document: bytes) -> str | None:
+    """The id of the command that recorded this stored document (None if it has none)."""
+    value = json.loads(document).get(COMMAND_EXTENSION)
+    return value if isinstance(value, str) else None
 
 
 def event_id(incident_id: str, version: int) -> str:
@@ -110,6 +135,9 @@ class CloudEventMapper(Mapper[str]):
         }
         if request_key is not None:
             attributes[IDEMPOTENCY_EXTENSION] = request_key
+        command_id = _recording.get()
+        if command_id is not None:
+            attributes[COMMAND_EXTENSION] = command_id
         document = _json_format.write(CloudEvent(attributes=attributes, data=data))
         return StoredEvent(
             originator_id=incident_id,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from cloudevents.core.formats.json import JSONFormat
 from eventsourcing.persistence import JSONTranscoder
 
-from commands.cloudevents import CloudEventMapper, event_id
+from commands.cloudevents import CloudEventMapper, command_id_of, event_id, recording_command
 from domain.incident import Incident
 from domain.values import IncidentType, Severity, Status
 
@@ -92,3 +92,18 @@ def test_the_stored_bytes_are_json_with_the_type_in_the_topic() -> None:
     stored = mapper.to_stored_event(every_kind_of_event()[0])
     assert stored.topic == "com.example.incident.created"
     assert json.loads(stored.state)["type"] == stored.topic
+
+
+def test_events_mapped_for_a_command_carry_its_id() -> None:
+    mapper = CloudEventMapper(JSONTranscoder())
+    events = every_kind_of_event()
+    with recording_command("c0ffee"):
+        stored = [mapper.to_stored_event(e) for e in events]
+    for document in stored:
+        read = JSONFormat().read(None, document.state)  # a valid extension attribute
+        assert read.get_attributes()["commandid"] == "c0ffee"
+        assert command_id_of(document.state) == "c0ffee"
+    assert [mapper.to_domain_event(s) for s in stored] == events
+    outside = mapper.to_stored_event(events[0])
+    assert command_id_of(outside.state) is None
+    assert "commandid" not in json.loads(outside.state)
