@@ -8,6 +8,9 @@ updates all land.
 Idempotency lives in the event store itself, so it survives restarts and races: a create
 with a key gets an incident id derived from the key (two racing creates collide on it),
 and a status update records its key, which the aggregate remembers.
+
+Each command saves once (commands/exactly_once.py): a save whose commit landed although its
+answer was lost is recognised by the command's id, not taken for a lost race.
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
-from uuid import NAMESPACE_URL, uuid5
+from uuid import NAMESPACE_URL, uuid4, uuid5
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import Environment, get_topic
 
 from commands.cloudevents import CloudEventMapper
+from commands.exactly_once import save_once
 from domain.incident import DETAIL_FIELDS, Incident, IncidentEvent
 from domain.values import IncidentType, Severity, Status, UpdateType
 
@@ -121,9 +125,11 @@ class IncidentCommands(Application[str]):
         new_incident_id: Callable[[], str],
         max_updates: int,
         retry_budget_seconds: float = 10.0,
+        new_command_id: Callable[[], str] = lambda: uuid4().hex,
     ) -> None:
         self.clock = clock
         self.new_incident_id = new_incident_id
+        self.new_command_id = new_command_id
         self.max_updates = max_updates
         self.retry_budget_seconds = retry_budget_seconds
         # Called with the store position after each commit (read-your-writes, wake-ups).
@@ -161,7 +167,7 @@ class IncidentCommands(Application[str]):
             rss_enabled=new.rss_enabled,
         )
         try:
-            return self._save(incident, [])
+            return self._save(incident, [], self.new_command_id())
         except IntegrityError:
             if request_key is None:
                 raise
@@ -241,12 +247,13 @@ class IncidentCommands(Application[str]):
             incident = event.mutate(incident)
         return incident, history
 
-    def _save(self, incident: Incident, history: Sequence[IncidentEvent]) -> Written:
+    def _save(
+        self, incident: Incident, history: Sequence[IncidentEvent], command_id: str
+    ) -> Written:
         new_events: list[IncidentEvent] = list(incident.collect_events())  # type: ignore[arg-type]
         if not new_events:
             return Written(incident.id, history, None, recorded=False)
-        recordings = self.save(*new_events)
-        position = max(r.notification.id for r in recordings)
+        position = save_once(self, new_events, command_id)
         for listener in self.listeners:
             listener(position)
         return Written(incident.id, [*history, *new_events], position, recorded=True)
@@ -260,6 +267,7 @@ class IncidentCommands(Application[str]):
     ) -> Written:
         deadline = time.monotonic() + self.retry_budget_seconds
         attempt = 0
+        command_id = self.new_command_id()
         while True:
             incident, history = self._load(incident_id)
             answered = replay(incident, history) if replay else None
@@ -269,7 +277,7 @@ class IncidentCommands(Application[str]):
                 raise VersionMismatch(expected_version, incident.version)
             decide(incident, history)
             try:
-                return self._save(incident, history)
+                return self._save(incident, history, command_id)
             except IntegrityError:
                 if expected_version is not None:
                     # Lost the race for the expected version. A racing twin with the
