@@ -19,7 +19,9 @@ from commands.application import (
     IncidentNotFound,
     VersionMismatch,
 )
+from commands.exactly_once import StoreUnavailable
 from domain.errors import IncidentRuleError
+from infra.database import CONNECTION_ERRORS
 
 log = logging.getLogger("product_status.api")
 
@@ -133,6 +135,18 @@ async def _contended(_: Request, error: Exception) -> JSONResponse:
     return problem_response(409, str(error), {"Retry-After": "1"})
 
 
+async def _store_unavailable(_: Request, error: Exception) -> JSONResponse:
+    log.warning("command not confirmed: %s", error.__cause__ or error)
+    return problem_response(503, str(error), {"Retry-After": "1"})
+
+
+async def _database_unavailable(_: Request, error: Exception) -> JSONResponse:
+    log.warning("database unavailable: %s", error)
+    return problem_response(
+        503, "the database could not be reached; retry shortly", {"Retry-After": "1"}
+    )
+
+
 async def _unexpected(_: Request, error: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=error)
     return problem_response(500, "an unexpected error occurred; it has been logged")
@@ -147,4 +161,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(VersionMismatch, _mismatch)
     app.add_exception_handler(IdempotencyKeyReused, _key_reused)
     app.add_exception_handler(Contended, _contended)
+    app.add_exception_handler(StoreUnavailable, _store_unavailable)
+    for connection_error in CONNECTION_ERRORS:
+        app.add_exception_handler(connection_error, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)

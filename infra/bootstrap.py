@@ -13,11 +13,13 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import psycopg
+from eventsourcing.utils import get_topic
 
 from commands.application import IncidentCommands
 from infra.consistency import ReadBarrier
 from infra.database import SCHEMA_LOCK, Database, PostgresDatabase, SQLiteDatabase
 from infra.event_log import EventLog
+from infra.event_store import PostgresEventStore
 from infra.projector import Projector
 from infra.relay import Relay, RelayConfig
 from infra.settings import Settings
@@ -103,7 +105,7 @@ def persistence_env(settings: Settings) -> dict[str, str]:
         }
     parts = urlsplit(settings.database_url or "")
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "PERSISTENCE_MODULE": get_topic(PostgresEventStore),
         "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")),
         "POSTGRES_HOST": parts.hostname or "127.0.0.1",
         "POSTGRES_PORT": str(parts.port or 5432),
@@ -112,6 +114,10 @@ def persistence_env(settings: Settings) -> dict[str, str]:
         "POSTGRES_POOL_SIZE": "10",
         "POSTGRES_MAX_OVERFLOW": "20",
         "POSTGRES_CONNECT_TIMEOUT": "5",
+        # Bound the wait for the store's insert lock (seconds); the store retries.
+        "POSTGRES_LOCK_TIMEOUT": "5",
+        # End a session that idles inside a transaction (seconds), releasing its locks.
+        "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "5",
     }
 
 

@@ -2,10 +2,15 @@
 projections' positions: SQLite by default, PostgreSQL when DATABASE_URL says so.
 
 SQL is written once with `?` placeholders; PostgreSQL gets them as `%s`.
+
+A PostgreSQL connection the server has ended is not handed out (DeadConnectionCheck), and a
+connection lost mid-statement raises one of CONNECTION_ERRORS, which the API answers 503
+with Retry-After.
 """
 
 from __future__ import annotations
 
+import select
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
@@ -15,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+import eventsourcing.persistence
 import psycopg
 from psycopg_pool import ConnectionPool
 
@@ -25,6 +31,41 @@ Dialect = Literal["sqlite", "postgres"]
 # PostgreSQL's IF NOT EXISTS is not safe against a concurrent CREATE of the same name.
 SCHEMA_LOCK = 0x50535441
 Row = tuple[Any, ...]
+# The database (or the way to it) failed, not the statement: retrying later may succeed.
+# psycopg's own for plain SQL; eventsourcing's wrap them for the event store.
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    eventsourcing.persistence.OperationalError,
+    eventsourcing.persistence.InterfaceError,
+)
+
+
+class DeadConnectionCheck:
+    """A pool's `check`: refuses a connection the server has ended (a restart, a failover,
+    `pg_terminate_backend`). A quiet connection costs no round trip: the server's goodbye
+    (an error, then end of file) makes its socket readable, and only then is it pinged.
+    One ended connection usually means all were, so every idle one is checked at once
+    (psycopg_pool pauses, growing to seconds, between two failed checks of one request)."""
+
+    def __init__(self) -> None:
+        self.pool: ConnectionPool[Any] | None = None  # set once the pool is built
+
+    def __call__(self, connection: psycopg.Connection[Any]) -> None:
+        if not connection.closed and not _has_input(connection):
+            return
+        try:
+            ConnectionPool.check_connection(connection)
+        except psycopg.Error:
+            if self.pool is not None:
+                self.pool.check()
+            raise
+
+
+def _has_input(connection: psycopg.Connection[Any]) -> bool:
+    poller = select.poll()
+    poller.register(connection.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class Database(ABC):
@@ -81,10 +122,12 @@ class PostgresDatabase(Database):
     def __init__(self, conninfo: str, events_table: str, *, max_size: int = 10) -> None:
         self.events_table = events_table
         self.conninfo = conninfo
+        check = DeadConnectionCheck()
         self.pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
             conninfo, min_size=1, max_size=max_size, open=True, timeout=10,
-            kwargs={"autocommit": False, "connect_timeout": 5},
+            kwargs={"autocommit": False, "connect_timeout": 5}, check=check,
         )
+        check.pool = self.pool
 
     @contextmanager
     def transaction(self, *, write: bool = False, pipeline: bool = False) -> Iterator[Cursor]:
