@@ -764,8 +764,7 @@ def decoded_read(projector: Any) -> Timed:
     events, position = 0, 0
     began = time.perf_counter()
     while True:
-        with projector.database.transaction() as cursor:
-            batch = projector.read_events(cursor, position, RAW_BATCH)
+        batch = projector.read_events(position, RAW_BATCH)
         if not batch:
             break
         events += len(batch)
@@ -792,7 +791,7 @@ def bench_rebuild(url: str, breakdown: bool) -> RebuildResult:
 
     services = bootstrap(load_settings({"DATABASE_URL": url, "API_TOKENS": API_TOKENS}))
     try:
-        table = services.database.events_table
+        table = services.event_log.table
         with services.database.transaction() as cursor:
             row = cursor.execute(f"SELECT count(*) FROM {table}").fetchone()
         store_events = int(row[0]) if row else 0

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import psycopg
+from eventsourcing.persistence import ApplicationRecorder
 from eventsourcing.utils import get_topic
 
 from commands.application import IncidentCommands
@@ -20,10 +21,12 @@ from infra.consistency import ReadBarrier
 from infra.database import SCHEMA_LOCK, Database, PostgresDatabase, SQLiteDatabase
 from infra.event_log import EventLog
 from infra.event_store import PostgresEventStore
+from infra.follower_lease import close_leases
+from infra.follower_positions import DELIVERIES, Positions
+from infra.followers import Followers
 from infra.projector import Projector
 from infra.relay import Relay, RelayConfig
 from infra.settings import Settings
-from infra.store_listener import StoreListener
 from infra.store_watch import StoreWatch
 from projections.feed_queries import FeedQueries
 from projections.queries import IncidentQueries
@@ -41,37 +44,27 @@ class Services:
     queries: IncidentQueries
     feed_queries: FeedQueries
     barrier: ReadBarrier
+    followers: Followers  # every follower of the store in this process, and their wake-ups
     store_watch: StoreWatch
     relay: Relay | None = None  # the NATS relay, when CLOUDEVENT_BROKER_URL is set
     _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
 
     def start_projections(self) -> None:
-        """Runs the projectors in this process, in the background."""
-        self._start(self.projector.run, "projector", self._stop)
-        if isinstance(self.database, PostgresDatabase):
-            listener = StoreListener(self.database, self.projector.wake)
-            self._start(listener.run, "store-listener", self._stop)
+        """Runs the projectors in this process, in the background. Of several processes
+        one works on each read model; the others stand by."""
+        self.followers.start(self.projector.followers, self._stop)
 
     def start_relay(self) -> None:
         """Runs the NATS relay in this process, in the background (if one is configured).
         Of several relays on one store one publishes; the others stand by."""
         if self.relay is not None:
-            self._start(self.relay.run, "nats-relay", self._stop)
-
-    def _start(self, target: object, name: str, *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, name=name, daemon=True)  # type: ignore[arg-type]
-        thread.start()
-        self._threads.append(thread)
+            self.followers.start([self.relay], self._stop)
 
     def close(self) -> None:
         self._stop.set()
         self.store_watch.close()
-        self.projector.wake.set()
-        if self.relay is not None:
-            self.relay.wake.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
+        self.followers.close()
+        close_leases(self.database)
         self.commands.close()
         self.database.close()
 
@@ -121,12 +114,11 @@ def persistence_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def open_database(settings: Settings, commands: IncidentCommands) -> Database:
+def open_database(settings: Settings) -> Database:
     path = sqlite_path(settings)
     if path is not None:
         return SQLiteDatabase(path)
-    table: str = commands.recorder.events_table_name  # type: ignore[attr-defined]
-    return PostgresDatabase(str(settings.database_url), table)
+    return PostgresDatabase(str(settings.database_url))
 
 
 @contextmanager
@@ -152,21 +144,25 @@ def bootstrap(settings: Settings) -> Services:
             new_incident_id=new_incident_id,
             max_updates=settings.incident_max_updates,
         )
-        database = open_database(settings, commands)
-        projector = Projector(database, commands.mapper)
+        database = open_database(settings)
+        recorder = commands.recorder
+        assert isinstance(recorder, ApplicationRecorder)
+        event_log = EventLog(recorder, database)
+        followers = Followers(database, event_log)
+        projector = Projector(followers, commands.mapper)
         projector.create_tables()
-    barrier = ReadBarrier(database)
+        # The positions of followers that deliver elsewhere (the relay, integrations).
+        Positions(database, DELIVERIES).create([], schema_locked=True)
+    barrier = ReadBarrier(database, event_log, projector.names)
+    followers.listener.on_progress(barrier.progressed)
+    # Each commit of this process: constant work, however many streams are open.
     commands.listeners.append(barrier.written)
-    commands.listeners.append(lambda _: projector.wake.set())
-    projector.listeners.append(barrier.reached)
-    event_log = EventLog(database)
-    store_watch = StoreWatch(event_log.last_position)
-    commands.listeners.append(store_watch.written)
+    commands.listeners.append(followers.listener.written)
+    store_watch = StoreWatch(followers.listener)
     relay = None
     if settings.cloudevent_broker_url:
-        relay = Relay(database, event_log, RelayConfig.from_settings(settings))
-        wake_relay = relay.wake
-        commands.listeners.append(lambda _: wake_relay.set())
+        relay = Relay(database, event_log, RelayConfig.from_settings(settings), followers)
+        followers.register(relay)
     return Services(
         settings=settings,
         commands=commands,
@@ -176,6 +172,7 @@ def bootstrap(settings: Settings) -> Services:
         queries=IncidentQueries(database),
         feed_queries=FeedQueries(database),
         barrier=barrier,
+        followers=followers,
         store_watch=store_watch,
         relay=relay,
     )

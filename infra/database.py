@@ -1,5 +1,5 @@
 """Plain SQL access to the database that holds the event store, the read tables and the
-projections' positions: SQLite by default, PostgreSQL when DATABASE_URL says so.
+followers' positions: SQLite by default, PostgreSQL when DATABASE_URL says so.
 
 SQL is written once with `?` placeholders; PostgreSQL gets them as `%s`.
 
@@ -70,9 +70,6 @@ def _has_input(connection: psycopg.Connection[Any]) -> bool:
 
 class Database(ABC):
     dialect: Dialect
-    # The event store's table and its position column, as eventsourcing creates them.
-    events_table: str
-    position_column: str
 
     @abstractmethod
     def transaction(self, *, write: bool = False, pipeline: bool = False) -> Any:
@@ -117,10 +114,8 @@ def _pg_sql(sql: str) -> Any:
 
 class PostgresDatabase(Database):
     dialect: Dialect = "postgres"
-    position_column = "notification_id"
 
-    def __init__(self, conninfo: str, events_table: str, *, max_size: int = 10) -> None:
-        self.events_table = events_table
+    def __init__(self, conninfo: str, *, max_size: int = 10) -> None:
         self.conninfo = conninfo
         check = DeadConnectionCheck()
         self.pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
@@ -146,8 +141,6 @@ class PostgresDatabase(Database):
 
 class SQLiteDatabase(Database):
     dialect: Dialect = "sqlite"
-    events_table = "stored_events"
-    position_column = "rowid"
 
     def __init__(self, path: Path) -> None:
         self.path = path

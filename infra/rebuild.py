@@ -1,6 +1,10 @@
 """Rebuilding read models: replay the whole store once into tables built aside, then swap
 them in with their positions in one transaction, so readers never see a half-built model
-and the live projector simply carries on from the swapped-in positions."""
+and the live projector simply carries on from the swapped-in positions.
+
+Events are read outside the write transactions (through the event log, as followers
+read), so no write lock is held while waiting for a read: on SQLite a read from
+eventsourcing's connection pool may queue behind a writer that waits for that lock."""
 
 from __future__ import annotations
 
@@ -10,8 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from infra.database import Database
-from infra.event_log import store_head
-from infra.projector import TRACKING, Positioned, Projector, analyze
+from infra.projector import TRACKING, Positioned, Projector, analyze, apply_events
 from projections.base import Cursor, Projection
 
 ASIDE = "__rebuild"
@@ -48,48 +51,53 @@ def rebuild(projector: Projector, live: Sequence[Projection],
             for statement in projection.create_statements(database.dialect):
                 if not _is_index(statement):  # indexes come after the bulk load
                     cursor.execute(statement)
-        head = store_head(cursor, database)
+    head = projector.event_log.last_position()
     position, started, applied = 0, time.monotonic(), 0
     while True:
-        with database.transaction(write=True, pipeline=True) as cursor:
-            events = projector.read_events(cursor, position, batch_size)
-            _apply(cursor, aside, events)
-        if not events:
-            break
-        position = events[-1].position
-        applied += len(events)
-        if progress and position < head:
-            progress(position, head, applied / max(time.monotonic() - started, 1e-9))
-    with database.transaction(write=True) as cursor:
-        for projection in live:
-            _lock_position(cursor, database, projection.name)
-        while events := projector.read_events(cursor, position, batch_size):
-            _apply(cursor, aside, events)
+        while events := projector.read_events(position, batch_size):
+            with database.transaction(write=True, pipeline=True) as cursor:
+                _apply(cursor, aside, events)
             position = events[-1].position
-        for old, new in zip(live, aside, strict=True):
-            _swap(cursor, database, old, new)
-            cursor.execute(f"UPDATE {TRACKING} SET position = ? WHERE name = ?",
-                           (position, old.name))
+            applied += len(events)
+            if progress and position < head:
+                progress(position, head, applied / max(time.monotonic() - started, 1e-9))
+        if _swap_in(database, live, aside, position):
+            break
     analyze(database, live)
     if progress:
         progress(head, head, applied / max(time.monotonic() - started, 1e-9))
     return position
 
 
+def _swap_in(database: Database, live: Sequence[Projection], aside: Sequence[Projection],
+             position: int) -> bool:
+    """Swaps the tables built aside in, with their position, unless a live projector got
+    further than `position` meanwhile (then the caller reads on: readers must never see
+    a read model go back in time)."""
+    with database.transaction(write=True) as cursor:
+        reached = [_lock_position(cursor, database, projection.name) for projection in live]
+        if max(reached, default=0) > position:
+            return False
+        for old, new in zip(live, aside, strict=True):
+            _swap(cursor, database, old, new)
+            cursor.execute(f"UPDATE {TRACKING} SET position = ? WHERE name = ?",
+                           (position, old.name))
+    return True
+
 
 def _apply(cursor: Cursor, projections: Sequence[Projection],
            events: Sequence[Positioned]) -> None:
     for projection in projections:
-        projection.begin_batch()
-        for item in events:
-            projection.process(item.event, cursor, item.position)
-        projection.end_batch(cursor)
+        apply_events(cursor, projection, events)
 
 
-def _lock_position(cursor: Cursor, database: Database, name: str) -> None:
-    """Waits for a live projector's batch to finish and keeps it out until the swap."""
+def _lock_position(cursor: Cursor, database: Database, name: str) -> int:
+    """Waits for a live projector's batch to finish and keeps it out until the swap;
+    returns the live position."""
     lock = " FOR UPDATE" if database.dialect == "postgres" else ""
-    cursor.execute(f"SELECT position FROM {TRACKING} WHERE name = ?{lock}", (name,))
+    row = cursor.execute(f"SELECT position FROM {TRACKING} WHERE name = ?{lock}",
+                         (name,)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _swap(cursor: Cursor, database: Database, live: Projection, aside: Projection) -> None:

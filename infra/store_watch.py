@@ -1,13 +1,10 @@
-"""Wakes the live event streams (`GET /api/v1/events/stream`) when the event store grows,
-and answers the one read-model question they ask: which incidents may the public see now.
+"""Wakes the live event streams (`GET /api/v1/events/stream`) when the event store grows:
+the asyncio side of the process's one wake-up source (infra/store_listener.py).
 
-A stream never polls the store by itself and never holds a thread while it waits: it waits
-on an asyncio event that `StoreWatch` sets. The watch learns of new events from two sides:
-
-* `written(position)`, a listener of the command application, called after each commit of
-  this process: the streams wake at once;
-* while at least one stream waits, a look at the store's head every `poll_interval`
-  (default 0.25 s, in a short worker-thread call), for events written by other processes.
+A stream never polls the store and never holds a thread while it waits: it waits on an
+asyncio event of its loop. When the listener hears of new events it makes one call per
+event loop that has streams waiting (not one per stream), and that loop wakes all its
+streams at once, so the cost a commit pays does not grow with the streams open.
 
 `close()` ends every stream (server shutdown); `close_when(predicate)` does so as soon as
 the predicate holds, e.g. `lambda: server.should_exit` for uvicorn, which otherwise waits
@@ -18,36 +15,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import threading
 from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import anyio
-import anyio.to_thread
 
-log = logging.getLogger("product_status.stream")
+from infra.store_listener import StoreListener
 
 T = TypeVar("T")
 
 
+@dataclass
+class _Loop:
+    """The streams of one event loop: they wait on `event`, replaced each time it fires."""
+
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    wakes: int = 0
+    scheduled: bool = False
+    guard: asyncio.Task[None] | None = None
+
+
 class Wake:
-    """One waiting stream's wake-up: set by the watch from any thread, awaited on the
-    stream's event loop."""
+    """One waiting stream's wake-up, used on the stream's event loop."""
 
-    def __init__(self, watch: StoreWatch, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, watch: StoreWatch, loop: _Loop) -> None:
         self._watch = watch
-        self.loop = loop
-        self._event = asyncio.Event()
-
-    def set(self) -> None:
-        # A closed loop raises RuntimeError: nobody waits there any more.
-        with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(self._event.set)
+        self._loop = loop
+        self._event = loop.event
 
     def clear(self) -> None:
         """Call before looking at the store: a write after this wakes the next `wait`."""
-        self._event.clear()
+        self._event = self._loop.event
 
     async def wait(self, timeout: float) -> None:
         """Returns when the store's head moved (or the watch closed) since `clear()`,
@@ -59,34 +59,32 @@ class Wake:
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._watch._unsubscribe(self)
+        self._watch._unsubscribe(self._loop)
 
 
 class StoreWatch:
-    def __init__(self, head: Callable[[], int], *, poll_interval: float = 0.25) -> None:
-        """`head` answers the store's last position (`EventLog.last_position`); it is
-        called in a worker thread."""
-        self._read_head = head
+    def __init__(self, listener: StoreListener, *, poll_interval: float = 0.25) -> None:
+        """`poll_interval`: how often the `close_when` predicates are looked at while
+        streams are open."""
+        self.listener = listener
         self.poll_interval = poll_interval
         self._lock = threading.Lock()
-        self._head = 0
-        self._generation = 0
         self._closed = False
         self._close_when: list[Callable[[], bool]] = []
-        self._wakes: set[Wake] = set()
-        self._pollers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+        self._loops: dict[asyncio.AbstractEventLoop, _Loop] = {}
         self._in_flight: dict[tuple[asyncio.AbstractEventLoop, Hashable], asyncio.Task[Any]] = {}
+        listener.on_advance(self._advanced)
 
     @property
     def head(self) -> int:
-        """The highest store position this watch has heard of."""
-        return self._head
+        """The highest store position this process has heard of."""
+        return self.listener.head
 
     @property
     def generation(self) -> int:
         """Counts the moves of the head: a read of the store started after observing
         generation g sees every event that g stands for."""
-        return self._generation
+        return self.listener.generation
 
     @property
     def closed(self) -> bool:
@@ -95,26 +93,13 @@ class StoreWatch:
     @property
     def waiting(self) -> int:
         """How many streams follow the store through this watch."""
-        return len(self._wakes)
-
-    def written(self, position: int) -> None:
-        """The store reached `position` (a commit of this process); any thread."""
-        with self._lock:
-            if position <= self._head:
-                return
-            self._head = position
-            self._generation += 1
-            wakes = list(self._wakes)
-        for wake in wakes:
-            wake.set()
+        return sum(state.wakes for state in self._loops.values())
 
     def close(self) -> None:
         """Ends every stream; streams opened later end at once."""
         with self._lock:
             self._closed = True
-            wakes = list(self._wakes)
-        for wake in wakes:
-            wake.set()
+        self._advanced(every=True)
 
     def close_when(self, predicate: Callable[[], bool]) -> None:
         """Closes the watch once `predicate()` holds; looked at every `poll_interval`
@@ -126,16 +111,37 @@ class StoreWatch:
         """A wake-up for one stream; use it as a context manager to unsubscribe. Call it
         on the stream's event loop."""
         loop = asyncio.get_running_loop()
-        wake = Wake(self, loop)
+        self.listener.start()  # other processes' writes too, from now on
         with self._lock:
-            self._wakes.add(wake)
-            if loop not in self._pollers and not self._closed:
-                self._pollers[loop] = loop.create_task(self._poll(loop), name="store-watch")
-        return wake
+            state = self._loops.get(loop)
+            if state is None:
+                state = self._loops[loop] = _Loop()
+            state.wakes += 1
+            if state.guard is None and not self._closed:
+                state.guard = loop.create_task(self._guard(loop, state), name="store-watch")
+        return Wake(self, state)
 
-    def _unsubscribe(self, wake: Wake) -> None:
+    def _unsubscribe(self, state: _Loop) -> None:
         with self._lock:
-            self._wakes.discard(wake)
+            state.wakes -= 1
+
+    def _advanced(self, *, every: bool = False) -> None:
+        """The head moved (any thread): one call per loop with streams waiting."""
+        with self._lock:
+            due = [(loop, state) for loop, state in self._loops.items()
+                   if (state.wakes or every) and not state.scheduled]
+            for _, state in due:
+                state.scheduled = True
+        for loop, state in due:
+            # A closed loop raises RuntimeError: nobody waits there any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._fire, state)
+
+    def _fire(self, state: _Loop) -> None:
+        with self._lock:
+            state.scheduled = False
+        fired, state.event = state.event, asyncio.Event()
+        fired.set()
 
     async def shared(self, key: Hashable, call: Callable[[], Awaitable[T]]) -> T:
         """The result of `call()`, shared with every caller that asks for the same `key`
@@ -158,32 +164,23 @@ class StoreWatch:
         result: T = await asyncio.shield(task)
         return result
 
-    async def _poll(self, loop: asyncio.AbstractEventLoop) -> None:
-        failing = False
+    async def _guard(self, loop: asyncio.AbstractEventLoop, state: _Loop) -> None:
+        """Looks at the `close_when` predicates while this loop has streams."""
+        me = asyncio.current_task()
         try:
             while True:
                 await asyncio.sleep(self.poll_interval)
                 with self._lock:
-                    if self._closed or not any(w.loop is loop for w in self._wakes):
+                    if self._closed or not state.wakes:
+                        state.guard = None
                         return
                     predicates = list(self._close_when)
                 if any(predicate() for predicate in predicates):
                     self.close()
-                    return
-                try:
-                    head = await anyio.to_thread.run_sync(self._read_head)
-                except Exception as error:
-                    if not failing:
-                        log.warning("cannot look at the event store's head (%s); retrying",
-                                    error)
-                    failing = True
-                    continue
-                failing = False
-                self.written(head)
         finally:
             with self._lock:
-                if self._pollers.get(loop) is asyncio.current_task():
-                    del self._pollers[loop]
+                if state.guard is me:
+                    state.guard = None
 
 
 async def _awaited(call: Callable[[], Awaitable[T]]) -> T:

@@ -75,8 +75,7 @@ def test_a_batch_applied_twice_is_refused_and_rolled_back(quiet: Services) -> No
     projector.catch_up()
     before = snapshot(quiet)
     updates = next(p for p in projector.projections if p.name == "incident_updates")
-    with quiet.database.transaction() as cursor:
-        events = projector.read_events(cursor, 0, 100)
+    events = projector.read_events(0, 100)
     for start in (0, events[0].position):
         with pytest.raises(PositionRefused), quiet.database.transaction(write=True) as cursor:
             apply_batch(cursor, updates, start, [e for e in events if e.position > start])

@@ -89,9 +89,8 @@ def config(url: str, topic: str, **overrides: Any) -> RelayConfig:
 
 def relay_for(services: Services, url: str, topic: str, **overrides: Any) -> Relay:
     """A relay woken by every commit of these services (as bootstrap wires it)."""
-    relay = Relay(services.database, services.event_log, config(url, topic, **overrides))
-    services.commands.listeners.append(lambda _: relay.wake.set())
-    return relay
+    return Relay(services.database, services.event_log, config(url, topic, **overrides),
+                 services.followers)
 
 
 @contextlib.contextmanager
@@ -417,7 +416,7 @@ def test_one_relay_publishes_while_another_waits_and_takes_over(
 
 @pytest.mark.postgres
 def test_processes_starting_together_create_the_positions_table(postgres_url: str) -> None:
-    databases = [PostgresDatabase(postgres_url, "unused") for _ in range(6)]
+    databases = [PostgresDatabase(postgres_url) for _ in range(6)]
     start = threading.Barrier(len(databases))
     failures: list[BaseException] = []
 
