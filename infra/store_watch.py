@@ -29,12 +29,16 @@ T = TypeVar("T")
 
 @dataclass
 class _Loop:
-    """The streams of one event loop: they wait on `event`, replaced each time it fires."""
+    """The streams of one event loop: they wait on `event`, replaced each time it fires
+    (and on `moved` for the read models' progress)."""
 
     event: asyncio.Event = field(default_factory=asyncio.Event)
     wakes: int = 0
     scheduled: bool = False
     guard: asyncio.Task[None] | None = None
+    moved: asyncio.Event = field(default_factory=asyncio.Event)
+    moved_waiters: int = 0
+    moved_scheduled: bool = False
 
 
 class Wake:
@@ -74,6 +78,7 @@ class StoreWatch:
         self._loops: dict[asyncio.AbstractEventLoop, _Loop] = {}
         self._in_flight: dict[tuple[asyncio.AbstractEventLoop, Hashable], asyncio.Task[Any]] = {}
         listener.on_advance(self._advanced)
+        listener.on_progress(self._progressed)
 
     @property
     def head(self) -> int:
@@ -141,6 +146,39 @@ class StoreWatch:
         with self._lock:
             state.scheduled = False
         fired, state.event = state.event, asyncio.Event()
+        fired.set()
+
+    async def progress(self, timeout: float) -> None:
+        """Returns when a follower of this process moved (a read model caught up a bit),
+        or after `timeout` seconds (followers of other processes are not heard of)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            state = self._loops.get(loop)
+            if state is None:
+                state = self._loops[loop] = _Loop()
+            state.moved_waiters += 1
+            moved = state.moved
+        try:
+            with anyio.move_on_after(timeout):
+                await moved.wait()
+        finally:
+            with self._lock:
+                state.moved_waiters -= 1
+
+    def _progressed(self, _name: str, _position: int) -> None:
+        with self._lock:
+            due = [(loop, state) for loop, state in self._loops.items()
+                   if state.moved_waiters and not state.moved_scheduled]
+            for _, state in due:
+                state.moved_scheduled = True
+        for loop, state in due:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._fire_moved, state)
+
+    def _fire_moved(self, state: _Loop) -> None:
+        with self._lock:
+            state.moved_scheduled = False
+        fired, state.moved = state.moved, asyncio.Event()
         fired.set()
 
     async def shared(self, key: Hashable, call: Callable[[], Awaitable[T]]) -> T:

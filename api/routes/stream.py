@@ -172,7 +172,7 @@ class _Feed:
                 log.warning("live stream waits for the read tables to catch up with the "
                             "event store (are the projectors running?)")
                 warned = True
-            await anyio.sleep(pause)
+            await self.watch.progress(pause)  # this process's read models, or a pause
             waited += pause
             pause = min(pause * 2, 0.25)
         return None
