@@ -2,9 +2,8 @@
 them in with their positions in one transaction, so readers never see a half-built model
 and the live projector simply carries on from the swapped-in positions.
 
-Events are read outside the write transactions (through the event log, as followers
-read), so no write lock is held while waiting for a read: on SQLite a read from
-eventsourcing's connection pool may queue behind a writer that waits for that lock."""
+Events are read outside the write transactions, so on SQLite the store's writers wait
+only for the short transactions that apply a batch, and for the swap."""
 
 from __future__ import annotations
 

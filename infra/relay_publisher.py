@@ -82,6 +82,9 @@ class NatsPublisher(Delivering):
             was, self.broker, self.last_error = self.broker, "connected", None
         if was == "unreachable":
             log.info("%s: NATS at %s is back; catching up", self.name, self.config.broker_url)
+        elif was == "not connected":
+            log.info("%s: publishing to %s (stream %s)", self.name, self.config.broker_url,
+                     self.config.stream)
 
     def deliver(self, events: Sequence[StoredCloudEvent]) -> None:
         try:
