@@ -28,17 +28,21 @@ T = TypeVar("T")
 
 
 @dataclass
-class _Loop:
-    """The streams of one event loop: they wait on `event`, replaced each time it fires
-    (and on `moved` for the read models' progress)."""
+class _Signal:
+    """What the waiters of one event loop wait on: `event`, replaced each time it fires."""
 
     event: asyncio.Event = field(default_factory=asyncio.Event)
-    wakes: int = 0
-    scheduled: bool = False
+    waiters: int = 0
+    scheduled: bool = False  # a fire is on its way to the loop
+
+
+@dataclass
+class _Loop:
+    """The streams of one event loop."""
+
+    grown: _Signal = field(default_factory=_Signal)  # the store grew
+    moved: _Signal = field(default_factory=_Signal)  # a follower of this process moved
     guard: asyncio.Task[None] | None = None
-    moved: asyncio.Event = field(default_factory=asyncio.Event)
-    moved_waiters: int = 0
-    moved_scheduled: bool = False
 
 
 class Wake:
@@ -47,11 +51,11 @@ class Wake:
     def __init__(self, watch: StoreWatch, loop: _Loop) -> None:
         self._watch = watch
         self._loop = loop
-        self._event = loop.event
+        self._event = loop.grown.event
 
     def clear(self) -> None:
         """Call before looking at the store: a write after this wakes the next `wait`."""
-        self._event = self._loop.event
+        self._event = self._loop.grown.event
 
     async def wait(self, timeout: float) -> None:
         """Returns when the store's head moved (or the watch closed) since `clear()`,
@@ -98,13 +102,14 @@ class StoreWatch:
     @property
     def waiting(self) -> int:
         """How many streams follow the store through this watch."""
-        return sum(state.wakes for state in self._loops.values())
+        return sum(state.grown.waiters for state in self._loops.values())
 
     def close(self) -> None:
         """Ends every stream; streams opened later end at once."""
         with self._lock:
             self._closed = True
-        self._advanced(every=True)
+        self._schedule(lambda state: state.grown, every=True)
+        self._schedule(lambda state: state.moved, every=True)
 
     def close_when(self, predicate: Callable[[], bool]) -> None:
         """Closes the watch once `predicate()` holds; looked at every `poll_interval`
@@ -118,68 +123,63 @@ class StoreWatch:
         loop = asyncio.get_running_loop()
         self.listener.start()  # other processes' writes too, from now on
         with self._lock:
-            state = self._loops.get(loop)
-            if state is None:
-                state = self._loops[loop] = _Loop()
-            state.wakes += 1
+            state = self._loop(loop)
+            state.grown.waiters += 1
             if state.guard is None and not self._closed:
                 state.guard = loop.create_task(self._guard(loop, state), name="store-watch")
         return Wake(self, state)
 
     def _unsubscribe(self, state: _Loop) -> None:
         with self._lock:
-            state.wakes -= 1
+            state.grown.waiters -= 1
 
-    def _advanced(self, *, every: bool = False) -> None:
-        """The head moved (any thread): one call per loop with streams waiting."""
+    def _loop(self, loop: asyncio.AbstractEventLoop) -> _Loop:
+        state = self._loops.get(loop)
+        if state is None:
+            state = self._loops[loop] = _Loop()
+        return state
+
+    def _advanced(self) -> None:
+        """The head moved (any thread)."""
+        self._schedule(lambda state: state.grown)
+
+    def _progressed(self, _name: str, _position: int) -> None:
+        """A follower of this process moved (its thread)."""
+        self._schedule(lambda state: state.moved)
+
+    def _schedule(self, signal_of: Callable[[_Loop], _Signal], *, every: bool = False) -> None:
+        """One call per event loop with waiters (`every`: with or without)."""
         with self._lock:
-            due = [(loop, state) for loop, state in self._loops.items()
-                   if (state.wakes or every) and not state.scheduled]
-            for _, state in due:
-                state.scheduled = True
-        for loop, state in due:
+            due = []
+            for loop, state in self._loops.items():
+                signal = signal_of(state)
+                if (signal.waiters or every) and not signal.scheduled:
+                    signal.scheduled = True
+                    due.append((loop, signal))
+        for loop, signal in due:
             # A closed loop raises RuntimeError: nobody waits there any more.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._fire, state)
+                loop.call_soon_threadsafe(self._fire, signal)
 
-    def _fire(self, state: _Loop) -> None:
+    def _fire(self, signal: _Signal) -> None:
         with self._lock:
-            state.scheduled = False
-        fired, state.event = state.event, asyncio.Event()
+            signal.scheduled = False
+        fired, signal.event = signal.event, asyncio.Event()
         fired.set()
 
     async def progress(self, timeout: float) -> None:
         """Returns when a follower of this process moved (a read model caught up a bit),
         or after `timeout` seconds (followers of other processes are not heard of)."""
-        loop = asyncio.get_running_loop()
         with self._lock:
-            state = self._loops.get(loop)
-            if state is None:
-                state = self._loops[loop] = _Loop()
-            state.moved_waiters += 1
-            moved = state.moved
+            signal = self._loop(asyncio.get_running_loop()).moved
+            signal.waiters += 1
+            moved = signal.event
         try:
             with anyio.move_on_after(timeout):
                 await moved.wait()
         finally:
             with self._lock:
-                state.moved_waiters -= 1
-
-    def _progressed(self, _name: str, _position: int) -> None:
-        with self._lock:
-            due = [(loop, state) for loop, state in self._loops.items()
-                   if state.moved_waiters and not state.moved_scheduled]
-            for _, state in due:
-                state.moved_scheduled = True
-        for loop, state in due:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._fire_moved, state)
-
-    def _fire_moved(self, state: _Loop) -> None:
-        with self._lock:
-            state.moved_scheduled = False
-        fired, state.moved = state.moved, asyncio.Event()
-        fired.set()
+                signal.waiters -= 1
 
     async def shared(self, key: Hashable, call: Callable[[], Awaitable[T]]) -> T:
         """The result of `call()`, shared with every caller that asks for the same `key`
@@ -209,7 +209,7 @@ class StoreWatch:
             while True:
                 await asyncio.sleep(self.poll_interval)
                 with self._lock:
-                    if self._closed or not state.wakes:
+                    if self._closed or not state.grown.waiters:
                         state.guard = None
                         return
                     predicates = list(self._close_when)

@@ -45,6 +45,7 @@ from infra.relay import (
 )
 from infra.settings import Settings
 from tests.conftest import make_settings
+from tests.integration.test_followers import running
 from tests.servers import NatsProcess, nats_server
 
 pytestmark = pytest.mark.nats
@@ -91,19 +92,6 @@ def relay_for(services: Services, url: str, topic: str, **overrides: Any) -> Rel
     """A relay woken by every commit of these services (as bootstrap wires it)."""
     return Relay(services.database, services.event_log, config(url, topic, **overrides),
                  services.followers)
-
-
-@contextlib.contextmanager
-def running(relay: Relay) -> Iterator[threading.Event]:
-    stop = threading.Event()
-    thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield stop
-    finally:
-        stop.set()
-        thread.join(timeout=15)
-        assert not thread.is_alive(), "the relay did not stop"
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
