@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.problems import Problem
+from domain.visibility import Audience
 from infra.settings import Role
 
 _RANK: dict[str, int] = {"reader": 1, "writer": 2, "admin": 3}
@@ -20,9 +21,9 @@ class Caller:
     role: Role | None
 
     @property
-    def is_reader(self) -> bool:
-        """May see everything: non-public incidents and internal fields."""
-        return self.role is not None
+    def audience(self) -> Audience:
+        """What it may see (`domain.visibility`): any token sees everything."""
+        return Audience.PUBLIC if self.role is None else Audience.READER
 
     def at_least(self, role: Role) -> bool:
         return self.role is not None and _RANK[self.role] >= _RANK[role]

@@ -61,6 +61,13 @@ class Problem(Exception):
         self.extra = extra
 
 
+def incident_not_found(incident_id: str) -> Problem:
+    """The one answer for an incident the caller may not see: an unknown one, and one
+    hidden from the caller (private, deleted, not yet declared at `as_of`), are alike,
+    so that a 404 tells nothing about what exists."""
+    return Problem(404, str(IncidentNotFound(incident_id)))
+
+
 def problem_response(
     status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> JSONResponse:

@@ -1,10 +1,15 @@
-"""Request and response bodies of the HTTP API."""
+"""Request and response bodies of the HTTP API, derived from the field tables of
+`domain.fields` (names, types, defaults, limits) and, for answers, from the field sets of
+`domain.visibility`: each resource has one model per audience, so `/openapi.json`
+describes exactly what is sent (a public answer is documented without internal fields).
+The answers themselves are built by `projections.incident_view` from the same field sets.
+"""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -15,11 +20,13 @@ from pydantic import (
     Field,
     StrictBool,
     StringConstraints,
+    create_model,
     model_validator,
 )
 
-from domain.values import IncidentType, Severity, Status, UpdateType
-from projections.incident_history import IncidentRecord, UpdateRecord
+from domain import fields
+from domain.fields import INCIDENT_FIELDS, REQUIRED, UPDATE_FIELDS, Names
+from domain.visibility import Audience, visible_fields
 
 # NUL cannot be stored in PostgreSQL text, and an unpaired surrogate cannot be encoded:
 # text carrying either is refused rather than left to fail later in a read model.
@@ -48,15 +55,6 @@ def not_null(value: T | None) -> T:
 
 
 Storable = AfterValidator(storable)
-Title = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable
-]
-Text = Annotated[str, StringConstraints(max_length=10_000), Storable]
-Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), Storable
-]
-Names = Annotated[list[Name], Field(max_length=50)]
-Author = Name
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
 
@@ -72,130 +70,204 @@ Flag = StrictBool
 
 # Fields the server owns: a body that sets them is refused, naming them.
 SERVER_OWNED = frozenset(
-    {"id", "version", "created_at", "updated_at", "resolved_at", "updates", "deleted"}
-)
+    {*(f.name for f in INCIDENT_FIELDS if f.server_owned), "updates", "deleted"})
+
+
+def _text(field: fields.Field) -> Any:
+    return Annotated[str, StringConstraints(
+        strip_whitespace=True if field.strip else None, min_length=field.min_length,
+        max_length=field.max_length), Storable]
+
+
+def _input_type(field: fields.Field) -> Any:
+    """What a client may send for the field."""
+    kind = field.kind
+    if kind is str:
+        return _text(field)
+    if kind == Names:
+        return Annotated[list[_text(field)], Field(max_length=field.max_items)]  # type: ignore[misc]
+    if kind is datetime:
+        return Moment
+    if kind is bool:
+        return Flag
+    return kind
+
+
+def _given(field: fields.Field) -> tuple[Any, Any]:
+    """The field of a body that declares a new resource."""
+    kind = _input_type(field)
+    if field.default is REQUIRED:
+        return kind, ...
+    if field.default is None:
+        return kind | None, None
+    if field.kind == Names:
+        return kind, Field(default_factory=list)
+    return kind, field.default
+
+
+def _changed(field: fields.Field) -> tuple[Any, Any]:
+    """The field of a partial change: left out keeps it; null is refused, naming it."""
+    return Annotated[_input_type(field) | None, AfterValidator(not_null)], None
+
+
+def to_domain(field: fields.Field, value: Any) -> Any:
+    """A value as the write side takes it (lists of names as tuples)."""
+    return tuple(value) if field.kind == Names and value is not None else value
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    field_table: ClassVar[dict[str, fields.Field]] = {}
 
-class IncidentCreate(_Body):
-    title: Title
-    description: Text = ""
-    status: Status = Status.INVESTIGATING
-    severity: Severity = Severity.MEDIUM
-    incident_type: IncidentType = IncidentType.OTHER
-    affected_services: Names = Field(default_factory=list)
-    affected_regions: Names = Field(default_factory=list)
-    start_time: Moment | None = None
-    public_message: Text = ""
-    internal_notes: Text = ""
-    is_public: Flag = True
-    rss_enabled: Flag = True
+    def given(self) -> dict[str, Any]:
+        """The fields the client sent, as the write side takes them."""
+        return {name: to_domain(self.field_table[name], getattr(self, name))
+                for name in self.model_fields_set}
+
+    def values(self) -> dict[str, Any]:
+        """Every field, sent or defaulted, as the write side takes them."""
+        return {name: to_domain(self.field_table[name], getattr(self, name))
+                for name in type(self).model_fields}
 
 
-class IncidentChange(_Body):
-    """A partial change of details: only the fields sent are changed; null is refused
-    (naming the field), as every detail has a value."""
-
-    title: Annotated[Title | None, AfterValidator(not_null)] = None
-    description: Annotated[Text | None, AfterValidator(not_null)] = None
-    severity: Annotated[Severity | None, AfterValidator(not_null)] = None
-    incident_type: Annotated[IncidentType | None, AfterValidator(not_null)] = None
-    affected_services: Annotated[Names | None, AfterValidator(not_null)] = None
-    affected_regions: Annotated[Names | None, AfterValidator(not_null)] = None
-    start_time: Annotated[Moment | None, AfterValidator(not_null)] = None
-    public_message: Annotated[Text | None, AfterValidator(not_null)] = None
-    internal_notes: Annotated[Text | None, AfterValidator(not_null)] = None
-    is_public: Annotated[Flag | None, AfterValidator(not_null)] = None
-    rss_enabled: Annotated[Flag | None, AfterValidator(not_null)] = None
-
-    def changes(self) -> dict[str, Any]:
-        values = {name: getattr(self, name) for name in self.model_fields_set}
-        for name in ("affected_services", "affected_regions"):
-            if name in values:
-                values[name] = tuple(values[name])
-        return values
-
-
-class UpdateCreate(_Body):
-    status: Status | None = None
-    message: Text = ""
-    public_message: Text = ""
-    update_type: UpdateType = UpdateType.STATUS_UPDATE
-    author: Author | None = None
-
+class _UpdateBody(_Body):
     @model_validator(mode="after")
     def _says_something(self) -> Self:
-        if self.status is None and not self.message.strip() and not self.public_message.strip():
+        sent = self.model_dump(include={"status", "message", "public_message"})
+        if sent["status"] is None and not sent["message"].strip() \
+                and not sent["public_message"].strip():
             raise ValueError("an update needs a status, a message or a public_message")
         return self
 
 
-class UpdateOut(BaseModel):
-    number: int
-    status: Status
-    previous_status: Status
-    message: str | None = Field(description="internal; only shown to reader tokens")
-    public_message: str
-    update_type: UpdateType
-    author: str | None
-    created_at: AwareDatetime
-
-    @classmethod
-    def of(cls, update: UpdateRecord, *, internal: bool) -> UpdateOut:
-        return cls(
-            number=update.number,
-            status=update.status,
-            previous_status=update.previous_status,
-            message=update.message if internal else None,
-            public_message=update.public_message,
-            update_type=update.update_type,
-            author=update.author,
-            created_at=update.created_at,
-        )
+def _body(name: str, base: type[_Body], table: tuple[fields.Field, ...],
+          field: Any, doc: str) -> type[_Body]:
+    chosen = {f.name: f for f in table}
+    model = create_model(name, __base__=base, __doc__=doc,
+                         **{n: field(f) for n, f in chosen.items()})
+    model.field_table = chosen
+    return model
 
 
-class IncidentOut(BaseModel):
+# mypy sees the bases; FastAPI and clients see the fields derived from `domain.fields`.
+if TYPE_CHECKING:
+    IncidentCreate = _Body
+    IncidentChange = _Body
+    UpdateCreate = _UpdateBody
+else:
+    IncidentCreate = _body(
+        "IncidentCreate", _Body, tuple(f for f in INCIDENT_FIELDS if f.given), _given,
+        "A new incident: the fields left out take their defaults.")
+    IncidentChange = _body(
+        "IncidentChange", _Body, tuple(f for f in INCIDENT_FIELDS if f.changeable), _changed,
+        "A partial change of details: only the fields sent are changed; null is refused "
+        "(naming the field), as every detail has a value.")
+    UpdateCreate = _body(
+        "UpdateCreate", _UpdateBody, tuple(f for f in UPDATE_FIELDS if f.given), _given,
+        "A status update: it needs a status, a message or a public_message.")
+
+
+# Answers.
+
+
+class _Answer(BaseModel):
+    # Documented as `additionalProperties: false`: an answer holds these fields and no others.
+    model_config = ConfigDict(extra="forbid")
+
+
+def _output_type(field: fields.Field) -> Any:
+    kind = field.kind
+    if kind == Names:
+        kind = list[str]
+    elif kind is datetime:
+        kind = AwareDatetime
+    return kind | None if field.nullable else kind
+
+
+def _answer(name: str, table: tuple[fields.Field, ...], audience: Audience, doc: str,
+            **more: Any) -> type[BaseModel]:
+    shown: dict[str, Any] = {f.name: (_output_type(f), Field(description=f.description))
+                             for f in visible_fields(table, audience)}
+    return create_model(name, __base__=_Answer, __doc__=doc, **shown, **more)
+
+
+_READER, _PUBLIC = Audience.READER, Audience.PUBLIC
+StatusUpdate = _answer("StatusUpdate", UPDATE_FIELDS, _READER,
+                       "A status update, as a reader token sees it.")
+PublicStatusUpdate = _answer("PublicStatusUpdate", UPDATE_FIELDS, _PUBLIC,
+                             "A status update without a token: no internal message.")
+IncidentItem = _answer("IncidentItem", INCIDENT_FIELDS, _READER,
+                       "An incident in a list, as a reader token sees it.")
+PublicIncidentItem = _answer("PublicIncidentItem", INCIDENT_FIELDS, _PUBLIC,
+                             "An incident in a list, without a token: no internal notes.")
+Incident = _answer("Incident", INCIDENT_FIELDS, _READER,
+                   "An incident with its status updates, as a reader token sees it.",
+                   updates=(list[StatusUpdate], Field(description="oldest first")))  # type: ignore[valid-type]
+PublicIncident = _answer(
+    "PublicIncident", INCIDENT_FIELDS, _PUBLIC,
+    "An incident with its status updates, without a token: public incidents only, "
+    "without internal notes and internal update messages.",
+    updates=(list[PublicStatusUpdate], Field(description="oldest first")))  # type: ignore[valid-type]
+
+
+def _page(name: str, item: type[BaseModel], doc: str) -> type[BaseModel]:
+    return create_model(
+        name, __base__=_Answer, __doc__=doc,
+        items=(list[item], Field(description="newest first")),  # type: ignore[valid-type]
+        total=(int, Field(description="how many incidents match the filters")),
+        next_cursor=(str | None, Field(description="pass as `cursor` for the next page; "
+                                                   "null on the last page")))
+
+
+IncidentPage = _page("IncidentPage", IncidentItem, "A page of incidents (reader token).")
+PublicIncidentPage = _page("PublicIncidentPage", PublicIncidentItem,
+                           "A page of public incidents (no token).")
+
+
+class ServiceState(_Answer):
+    name: str
+    state: str = Field(description="`operational`, or the worst severity among the "
+                                   "service's active incidents")
+
+
+class Summary(_Answer):
+    """Counts for the summary cards: of public incidents without a token, of all with a
+    reader token (deleted incidents never count)."""
+
+    total: int
+    active: int
+    resolved: int = Field(description="resolved or post-incident")
+    by_status: dict[str, int]
+    by_severity: dict[str, int]
+    active_by_severity: dict[str, int]
+    by_type: dict[str, int]
+    services: list[ServiceState]
+
+
+class CloudEventDocument(BaseModel):
+    """A stored CloudEvents 1.0 document. Without a reader token it carries no extension
+    attributes and `data` holds no internal fields (`internal_notes`, an update's
+    `message`)."""
+
+    model_config = ConfigDict(extra="allow")
+    specversion: str
     id: str
-    title: str
-    description: str
-    status: Status
-    severity: Severity
-    incident_type: IncidentType
-    affected_services: list[str]
-    affected_regions: list[str]
-    start_time: AwareDatetime
-    resolved_at: AwareDatetime | None
-    public_message: str
-    internal_notes: str | None = Field(description="only shown to reader tokens")
-    is_public: bool
-    rss_enabled: bool
-    created_at: AwareDatetime
-    updated_at: AwareDatetime
-    version: int
-    updates: list[UpdateOut]
+    source: str
+    type: str
+    subject: str
+    time: AwareDatetime
+    datacontenttype: str
+    data: dict[str, Any]
 
-    @classmethod
-    def of(cls, record: IncidentRecord, *, internal: bool) -> IncidentOut:
-        return cls(
-            id=record.id,
-            title=record.title,
-            description=record.description,
-            status=record.status,
-            severity=record.severity,
-            incident_type=record.incident_type,
-            affected_services=list(record.affected_services),
-            affected_regions=list(record.affected_regions),
-            start_time=record.start_time,
-            resolved_at=record.resolved_at,
-            public_message=record.public_message,
-            internal_notes=record.internal_notes if internal else None,
-            is_public=record.is_public,
-            rss_enabled=record.rss_enabled,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-            version=record.version,
-            updates=[UpdateOut.of(u, internal=internal) for u in record.updates],
-        )
+
+class Timeline(_Answer):
+    incident_id: str
+    items: list[CloudEventDocument] = Field(description="the incident's events, oldest first")
+
+
+class EventPage(_Answer):
+    items: list[CloudEventDocument] = Field(description="the stored documents, byte for byte")
+    next_after: int | None = Field(description="pass as `after` for the next page; null at "
+                                               "the end")
+    last_position: int

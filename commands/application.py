@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import NAMESPACE_URL, uuid4, uuid5
@@ -29,8 +29,8 @@ from eventsourcing.utils import Environment, get_topic
 
 from commands.cloudevents import CloudEventMapper
 from commands.exactly_once import save_once
-from domain.incident import DETAIL_FIELDS, Incident, IncidentEvent
-from domain.values import IncidentType, Severity, Status, UpdateType
+from domain.fields import DETAIL_FIELDS, INCIDENT_FIELDS, UPDATE_FIELDS, given_values
+from domain.incident import Incident, IncidentEvent
 
 T = TypeVar("T")
 
@@ -70,31 +70,22 @@ class Contended(CommandError):
         self.incident_id = incident_id
 
 
-@dataclass(frozen=True)
 class NewIncident:
-    title: str
-    description: str = ""
-    status: Status = Status.INVESTIGATING
-    severity: Severity = Severity.MEDIUM
-    incident_type: IncidentType = IncidentType.OTHER
-    affected_services: tuple[str, ...] = ()
-    affected_regions: tuple[str, ...] = ()
-    start_time: datetime | None = None
-    public_message: str = ""
-    internal_notes: str = ""
-    is_public: bool = True
-    rss_enabled: bool = True
-    # Names of the fields the client actually sent (an idempotent retry must match them).
-    given: frozenset[str] = field(default_factory=frozenset)
+    """An incident to declare: the fields a client gives (`domain.fields`), defaults for
+    those left out, and the names of the fields the client actually sent (an idempotent
+    retry must match them)."""
+
+    def __init__(self, given: frozenset[str] = frozenset(), **details: Any) -> None:
+        self.details = given_values(INCIDENT_FIELDS, details)
+        self.given = given
 
 
-@dataclass(frozen=True)
 class NewUpdate:
-    message: str = ""
-    public_message: str = ""
-    status: Status | None = None
-    update_type: UpdateType = UpdateType.STATUS_UPDATE
-    author: str | None = None
+    """A status update to add: the fields a client gives (`domain.fields.UPDATE_FIELDS`),
+    defaults for those left out (a status of None leaves the status as it is)."""
+
+    def __init__(self, **values: Any) -> None:
+        self.values = given_values(UPDATE_FIELDS, values)
 
 
 @dataclass(frozen=True)
@@ -150,22 +141,7 @@ class IncidentCommands(Application[str]):
 
     def create(self, new: NewIncident, request_key: str | None = None) -> Written:
         incident_id = incident_id_for_key(request_key) if request_key else self.new_incident_id()
-        incident = Incident.declare(
-            incident_id=incident_id,
-            at=self.clock(),
-            title=new.title,
-            description=new.description,
-            status=new.status,
-            severity=new.severity,
-            incident_type=new.incident_type,
-            affected_services=new.affected_services,
-            affected_regions=new.affected_regions,
-            start_time=new.start_time,
-            public_message=new.public_message,
-            internal_notes=new.internal_notes,
-            is_public=new.is_public,
-            rss_enabled=new.rss_enabled,
-        )
+        incident = Incident.declare(incident_id=incident_id, at=self.clock(), **new.details)
         try:
             return self._save(incident, [], self.new_command_id())
         except IntegrityError:
@@ -209,16 +185,8 @@ class IncidentCommands(Application[str]):
             return Written(incident_id, history[:end], None, recorded=False)
 
         def decide(incident: Incident, _: Sequence[IncidentEvent]) -> None:
-            incident.add_update(
-                at=self.clock(),
-                max_updates=self.max_updates,
-                message=update.message,
-                public_message=update.public_message,
-                status=update.status,
-                update_type=update.update_type,
-                author=update.author,
-                request_key=request_key,
-            )
+            incident.add_update(at=self.clock(), max_updates=self.max_updates,
+                                request_key=request_key, **update.values)
 
         return self._command(incident_id, expected_version, decide, replay)
 
@@ -309,15 +277,11 @@ def details_of(history: Sequence[IncidentEvent]) -> dict[str, Any]:
 
 
 def _matches(created: IncidentEvent, new: NewIncident, given: frozenset[str]) -> bool:
-    return all(getattr(created, name) == getattr(new, name) for name in given)
+    return all(getattr(created, name) == new.details[name] for name in given)
 
 
 def _update_matches(recorded: IncidentEvent, update: NewUpdate) -> bool:
     assert isinstance(recorded, Incident.UpdateAdded)
-    return (
-        recorded.message == update.message
-        and recorded.public_message == update.public_message
-        and recorded.update_type == update.update_type
-        and recorded.author == update.author
-        and (update.status is None or recorded.status == update.status)
-    )
+    # A status left out means "unchanged": any recorded status matches it.
+    return all(getattr(recorded, name) == value for name, value in update.values.items()
+               if not (name == "status" and value is None))

@@ -19,24 +19,10 @@ from domain.errors import (
     TransitionRefused,
     UpdateLimitReached,
 )
+from domain.fields import DETAIL_FIELDS, INCIDENT_FIELDS, given_values
 from domain.values import IncidentType, Severity, Status, UpdateType, may_move
 
 EVENT_TYPE_PREFIX = "com.example.incident."
-
-# The details an incident's owner may change after creation (never its status).
-DETAIL_FIELDS = (
-    "title",
-    "description",
-    "severity",
-    "incident_type",
-    "affected_services",
-    "affected_regions",
-    "start_time",
-    "public_message",
-    "internal_notes",
-    "is_public",
-    "rss_enabled",
-)
 
 
 @dataclass(frozen=True)
@@ -64,6 +50,9 @@ class Incident(BaseAggregate[str]):
 
     @dataclass(frozen=True)
     class Created(Event, CanInitAggregate[str]):
+        """Carries every declared field of `domain.fields` (a test holds them equal): the
+        stored document's `data` is this event's fields."""
+
         TOPIC = EVENT_TYPE_PREFIX + "created"
         originator_topic: str
         title: str
@@ -126,43 +115,17 @@ class Incident(BaseAggregate[str]):
     # only evolve state, because they run again on every replay.
 
     @classmethod
-    def declare(
-        cls,
-        *,
-        incident_id: str,
-        at: datetime,
-        title: str,
-        description: str = "",
-        status: Status = Status.INVESTIGATING,
-        severity: Severity = Severity.MEDIUM,
-        incident_type: IncidentType = IncidentType.OTHER,
-        affected_services: tuple[str, ...] = (),
-        affected_regions: tuple[str, ...] = (),
-        start_time: datetime | None = None,
-        public_message: str = "",
-        internal_notes: str = "",
-        is_public: bool = True,
-        rss_enabled: bool = True,
-    ) -> Incident:
+    def declare(cls, *, incident_id: str, at: datetime, **details: Any) -> Incident:
+        """A new incident with the given details (`domain.fields.DECLARED_FIELDS`; the
+        others take their defaults, the start time defaults to `at`)."""
+        values = given_values(INCIDENT_FIELDS, details)
+        status = Status(values["status"])
         if not status.is_active:
             raise InitialStatusRefused(status)
-        return cls._create(
-            cls.Created,
-            id=incident_id,
-            timestamp=at,
-            title=title,
-            description=description,
-            status=status,
-            severity=severity,
-            incident_type=incident_type,
-            affected_services=affected_services,
-            affected_regions=affected_regions,
-            start_time=start_time or at,
-            public_message=public_message,
-            internal_notes=internal_notes,
-            is_public=is_public,
-            rss_enabled=rss_enabled,
-        )
+        values["status"] = status
+        if values["start_time"] is None:
+            values["start_time"] = at
+        return cls._create(cls.Created, id=incident_id, timestamp=at, **values)
 
     def change_details(self, *, at: datetime, changes: dict[str, Any]) -> None:
         """Records the given detail changes; the caller passes only what differs."""

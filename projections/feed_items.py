@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from domain.fields import INCIDENT, INCIDENT_FIELDS
 from domain.incident import Incident
+from domain.visibility import IN_FEEDS, Audience, shows, visible_fields
 from projections.base import (
     AppendBuffer,
     Cursor,
@@ -25,21 +27,22 @@ from projections.base import (
     handles,
     micros,
 )
+from projections.columns import to_column
 
-# The incidents the feeds show: the one rule, read by the handlers here and, as SQL, by
-# the feeds' queries.
-IN_FEEDS: dict[str, bool] = {"is_public": True, "rss_enabled": True, "deleted": False}
 NEVER_IN_FEEDS = 0  # the `last_public_change` and `position` of an incident never shown
-_PUBLIC_DETAILS = ("title", "description", "severity", "incident_type", "public_message",
-                   "is_public", "rss_enabled")
 COLUMNS = ("id", "created_position", "title", "description", "status", "severity",
            "incident_type", "affected_services", "public_message", "is_public", "rss_enabled",
            "deleted", "created_at", "last_public_change", "position")
+# The details whose change the feeds show: the public ones (`domain.visibility`) this
+# table holds. A change of anything else (internal notes) is not a public change.
+_PUBLIC_DETAILS = frozenset(f.name for f in visible_fields(INCIDENT_FIELDS, Audience.PUBLIC)
+                            if f.changeable and f.name in COLUMNS)
 
 
 def in_feeds(row: dict[str, Any]) -> bool:
-    """Whether the feeds show the incident whose row (or creation) this is."""
-    return all(bool(row[name]) is value for name, value in IN_FEEDS.items())
+    """Whether the feeds show the incident whose row (or creation) this is
+    (`domain.visibility.IN_FEEDS`)."""
+    return shows(IN_FEEDS, row)
 
 
 class FeedItems(Projection):
@@ -108,12 +111,9 @@ class FeedItems(Projection):
     def _details_changed(
         self, event: Incident.DetailsChanged, cursor: Cursor, position: int
     ) -> None:
-        public: dict[str, Any] = {}
-        for name, value in event.changes.items():
-            if name in _PUBLIC_DETAILS:
-                public[name] = getattr(value, "value", value)
-            elif name == "affected_services":
-                public["affected_services"] = dump_list(value)
+        public: dict[str, Any] = {name: to_column(INCIDENT[name], value)
+                                  for name, value in event.changes.items()
+                                  if name in _PUBLIC_DETAILS}
         if public:  # a change of internal notes alone changes nothing here
             self._touch(cursor, event, position, public)
 

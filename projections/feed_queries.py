@@ -12,19 +12,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from domain.visibility import IN_FEEDS, where
 from projections.base import ReadStore, load_list
-from projections.feed_items import IN_FEEDS, NEVER_IN_FEEDS, FeedItems
+from projections.columns import named, select
+from projections.feed_items import NEVER_IN_FEEDS, FeedItems
 
 # Statuses a feed without resolved incidents leaves out.
 CLOSED_STATUSES = ("resolved", "post_incident")
 MAX_ENTRIES = 100  # per-incident feeds show at most the newest 100 entries
 
-_INCIDENT_COLUMNS = (
-    "id, title, description, status, severity, incident_type, affected_services, "
-    "public_message, created_at, last_public_change, position"
-)
-_VISIBLE = " AND ".join(f"{name} = ?" for name in IN_FEEDS)
-_VISIBLE_PARAMS: tuple[Any, ...] = tuple(IN_FEEDS.values())
+_INCIDENT_COLUMNS = ("id", "title", "description", "status", "severity", "incident_type",
+                     "affected_services", "public_message", "created_at",
+                     "last_public_change", "position")
+_READ_COLUMNS = (*_INCIDENT_COLUMNS, "read_at")
+_RECENT_COLUMNS = (*_INCIDENT_COLUMNS, "newest", "read_at")
+_ENTRY_COLUMNS = ("number", "status", "public_message", "published_at", "position")
+# The incidents a feed may show (`domain.visibility`).
+_VISIBLE, _VISIBLE_PARAMS = where(IN_FEEDS)
 # The newest public change of any incident (one that left the feeds included); None while
 # no incident was ever in them.
 _NEWEST = f"NULLIF(max(last_public_change), {NEVER_IN_FEEDS})"
@@ -73,12 +77,14 @@ class RecentIncidents:
     position: int
 
 
-def _incident(row: Sequence[Any]) -> FeedIncident:
+def _incident(row: dict[str, Any]) -> FeedIncident:
     return FeedIncident(
-        id=str(row[0]), title=str(row[1]), description=str(row[2]), status=str(row[3]),
-        severity=str(row[4]), incident_type=str(row[5]),
-        affected_services=tuple(load_list(row[6])), public_message=str(row[7]),
-        created_at=int(row[8]), last_public_change=int(row[9]), position=int(row[10]),
+        id=str(row["id"]), title=str(row["title"]), description=str(row["description"]),
+        status=str(row["status"]), severity=str(row["severity"]),
+        incident_type=str(row["incident_type"]),
+        affected_services=tuple(load_list(row["affected_services"])),
+        public_message=str(row["public_message"]), created_at=int(row["created_at"]),
+        last_public_change=int(row["last_public_change"]), position=int(row["position"]),
     )
 
 
@@ -120,7 +126,7 @@ class FeedQueries:
             else:
                 where.append("1 = 0")
         sql = (
-            f"SELECT {_INCIDENT_COLUMNS}, "
+            f"SELECT {', '.join(_INCIDENT_COLUMNS)}, "
             f"(SELECT {_NEWEST} FROM feed_incidents) AS newest, "
             f"{_POSITION} AS read_at "
             f"FROM feed_incidents f WHERE {' AND '.join(where)} "
@@ -143,9 +149,9 @@ class FeedQueries:
         sql, params = self.recent_query(include_resolved=include_resolved, services=services,
                                         limit=limit)
         with self.store.transaction() as tx:
-            rows = tx.execute(sql, params).fetchall()
+            rows = named(_RECENT_COLUMNS, tx.execute(sql, params).fetchall())
             if rows:
-                newest, position = rows[0][11], rows[0][12]
+                newest, position = rows[0]["newest"], rows[0]["read_at"]
             else:
                 found = tx.execute(
                     f"SELECT {_NEWEST}, {_POSITION} FROM feed_incidents"
@@ -160,21 +166,19 @@ class FeedQueries:
         if "\x00" in incident_id:
             return None
         with self.store.transaction() as tx:
-            row = tx.execute(
-                f"SELECT {_INCIDENT_COLUMNS}, {_POSITION} FROM feed_incidents "
-                f"WHERE id = ? AND {_VISIBLE}",
-                (incident_id, *_VISIBLE_PARAMS),
-            ).fetchone()
-        return None if row is None else (_incident(row), int(row[11] or 0))
+            rows = named(_READ_COLUMNS, tx.execute(
+                f"SELECT {', '.join(_INCIDENT_COLUMNS)}, {_POSITION} AS read_at "
+                f"FROM feed_incidents WHERE id = ? AND {_VISIBLE}",
+                (incident_id, *_VISIBLE_PARAMS)).fetchall())
+        return (_incident(rows[0]), int(rows[0]["read_at"] or 0)) if rows else None
 
     def entries(self, incident: FeedIncident, limit: int = MAX_ENTRIES) -> list[FeedEntry]:
         """The incident's public entries as they stood at the incident row read (each
         entry moved the incident's position, so later ones are left out), newest first."""
         with self.store.transaction() as tx:
-            rows = tx.execute(
-                "SELECT number, status, public_message, published_at, position "
-                "FROM feed_entries WHERE incident_id = ? AND position <= ? "
-                "ORDER BY number DESC LIMIT ?",
-                (incident.id, incident.position, limit),
-            ).fetchall()
-        return [FeedEntry(int(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4])) for r in rows]
+            rows = select(tx, _ENTRY_COLUMNS,
+                          "FROM feed_entries WHERE incident_id = ? AND position <= ? "
+                          "ORDER BY number DESC LIMIT ?",
+                          (incident.id, incident.position, limit))
+        return [FeedEntry(int(r["number"]), str(r["status"]), str(r["public_message"]),
+                          int(r["published_at"]), int(r["position"])) for r in rows]

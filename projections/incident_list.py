@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from domain.fields import INCIDENT, INCIDENT_FIELDS
 from domain.incident import Incident
-from projections.base import Cursor, NameLists, Projection, RowBuffer, dump_list, handles, micros
+from domain.values import Status
+from projections.base import Cursor, NameLists, Projection, RowBuffer, handles, micros
+from projections.columns import column_definitions, to_column
+from projections.incident_history import evolve
 
-COLUMNS = (
-    "id", "created_position", "title", "description", "status", "severity", "incident_type",
-    "affected_services", "affected_regions", "start_time", "resolved_at", "public_message",
-    "internal_notes", "is_public", "rss_enabled", "created_at", "updated_at", "version",
-    "deleted",
-)
-_PLAIN_DETAILS = ("title", "description", "severity", "incident_type", "public_message",
-                  "internal_notes", "is_public", "rss_enabled")
+# One column per field of the incident (`domain.fields`), by the field's name, plus the
+# store position of its creation (the list's order) and whether it was deleted.
+_FIELDS = INCIDENT_FIELDS[1:]  # after the id, the table's key
+COLUMNS = ("id", "created_position", *(f.name for f in _FIELDS), "deleted")
+_BOOLEANS = (*(f.name for f in INCIDENT_FIELDS if f.kind is bool), "deleted")
 
 
 class IncidentList(Projection):
@@ -25,33 +26,18 @@ class IncidentList(Projection):
     def __init__(self, suffix: str = "") -> None:
         super().__init__(suffix)
         self.rows = RowBuffer(self.t("incidents"), "id", COLUMNS,
-                              booleans=("is_public", "rss_enabled", "deleted"))
+                              booleans=_BOOLEANS)
         self.services = NameLists(self.t("incident_services"))
         self.regions = NameLists(self.t("incident_regions"))
 
     def create_statements(self, dialect: str) -> list[str]:
         incidents, services, regions = (self.t(n) for n in self.tables)
+        columns = ",\n                ".join([
+            "id TEXT PRIMARY KEY", "created_position BIGINT NOT NULL",
+            *column_definitions(_FIELDS), "deleted BOOLEAN NOT NULL"])
         return [
             f"""CREATE TABLE IF NOT EXISTS {incidents} (
-                id TEXT PRIMARY KEY,
-                created_position BIGINT NOT NULL,
-                title TEXT NOT NULL,
-                description TEXT NOT NULL,
-                status TEXT NOT NULL,
-                severity TEXT NOT NULL,
-                incident_type TEXT NOT NULL,
-                affected_services TEXT NOT NULL,
-                affected_regions TEXT NOT NULL,
-                start_time BIGINT NOT NULL,
-                resolved_at BIGINT,
-                public_message TEXT NOT NULL,
-                internal_notes TEXT NOT NULL,
-                is_public BOOLEAN NOT NULL,
-                rss_enabled BOOLEAN NOT NULL,
-                created_at BIGINT NOT NULL,
-                updated_at BIGINT NOT NULL,
-                version INTEGER NOT NULL,
-                deleted BOOLEAN NOT NULL
+                {columns}
             )""",
             # The list walks this index newest first and filters as it goes, so a page
             # costs the same at any depth (no index that would make planners sort).
@@ -69,19 +55,9 @@ class IncidentList(Projection):
 
     @handles(Incident.Created)
     def _created(self, event: Incident.Created, cursor: Cursor, position: int) -> None:
-        at = micros(event.timestamp)
-        self.rows.put({
-            "id": event.originator_id, "created_position": position, "title": event.title,
-            "description": event.description, "status": event.status.value,
-            "severity": event.severity.value, "incident_type": event.incident_type.value,
-            "affected_services": dump_list(event.affected_services),
-            "affected_regions": dump_list(event.affected_regions),
-            "start_time": micros(event.start_time), "resolved_at": None,
-            "public_message": event.public_message, "internal_notes": event.internal_notes,
-            "is_public": event.is_public, "rss_enabled": event.rss_enabled,
-            "created_at": at, "updated_at": at, "version": event.originator_version,
-            "deleted": False,
-        })
+        record = evolve(None, event)  # the new incident, as the audit fold has it
+        self.rows.put({"created_position": position, "deleted": False,
+                       **{f.name: to_column(f, record[f.name]) for f in INCIDENT_FIELDS}})
         self.services.replace(event.originator_id, event.affected_services, new=True)
         self.regions.replace(event.originator_id, event.affected_regions, new=True)
 
@@ -89,30 +65,24 @@ class IncidentList(Projection):
     def _details_changed(
         self, event: Incident.DetailsChanged, cursor: Cursor, position: int
     ) -> None:
-        values: dict[str, Any] = {}
-        for name, value in event.changes.items():
-            if name in _PLAIN_DETAILS:
-                values[name] = getattr(value, "value", value)
-            elif name == "start_time":
-                values["start_time"] = micros(value)
-            elif name == "affected_services":
-                values["affected_services"] = dump_list(value)
-                self.services.replace(event.originator_id, value)
-            elif name == "affected_regions":
-                values["affected_regions"] = dump_list(value)
-                self.regions.replace(event.originator_id, value)
-        self._touch(event, cursor, values)
+        changes = event.changes
+        if "affected_services" in changes:
+            self.services.replace(event.originator_id, changes["affected_services"])
+        if "affected_regions" in changes:
+            self.regions.replace(event.originator_id, changes["affected_regions"])
+        self._touch(event, cursor, {name: to_column(INCIDENT[name], value)
+                                    for name, value in changes.items()})
 
     @handles(Incident.UpdateAdded)
     def _update_added(self, event: Incident.UpdateAdded, cursor: Cursor, position: int) -> None:
-        values: dict[str, Any] = {"status": event.status.value}
+        values: dict[str, Any] = {"status": to_column(INCIDENT["status"], event.status)}
         if event.status.is_active:
             values["resolved_at"] = None  # reopened
         self._touch(event, cursor, values)
 
     @handles(Incident.Resolved)
     def _resolved(self, event: Incident.Resolved, cursor: Cursor, position: int) -> None:
-        self._touch(event, cursor, {"status": "resolved",
+        self._touch(event, cursor, {"status": to_column(INCIDENT["status"], Status.RESOLVED),
                                     "resolved_at": micros(event.resolved_at)})
 
     @handles(Incident.Deleted)

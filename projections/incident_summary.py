@@ -1,5 +1,5 @@
-"""Read model `incident_summary`: counters for the summary cards, kept per visibility
-scope (`public`: what anonymous readers may see; `all`: everything not deleted).
+"""Read model `incident_summary`: counters for the summary cards, kept per audience of
+`domain.visibility` (scope `public`: what anonymous readers see; `all`: what readers see).
 
 Each incident contributes a set of counter keys; an event moves the incident from its old
 set to its new one, so every counter is exact after every batch. The projection keeps the
@@ -15,10 +15,13 @@ from typing import ClassVar
 
 from domain.incident import Incident
 from domain.values import Severity, Status
+from domain.visibility import VISIBLE, Audience, shows
 from projections.base import Cursor, Projection, dump_list, handles, load_list
 
 Key = tuple[str, str, str]  # scope, dimension, key
 SERVICE_SEPARATOR = "\x1f"
+# The stored name of each audience's counters.
+SCOPES: dict[Audience, str] = {Audience.READER: "all", Audience.PUBLIC: "public"}
 
 
 @dataclass(frozen=True)
@@ -31,9 +34,9 @@ class Counted:
     deleted: bool = False
 
     def keys(self) -> set[Key]:
-        if self.deleted:
-            return set()
-        scopes = ["all", "public"] if self.is_public else ["all"]
+        state = {"deleted": self.deleted, "is_public": self.is_public}
+        scopes = [scope for audience, scope in SCOPES.items()
+                  if shows(VISIBLE[audience], state)]
         active = Status(self.status).is_active
         keys: set[Key] = set()
         for scope in scopes:

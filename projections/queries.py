@@ -1,7 +1,8 @@
 """Queries over the read tables: what the list, detail and summary endpoints answer.
 
-Visibility is decided here, once: `internal=False` (no reader token) sees public,
-undeleted incidents and public fields only.
+Each query is asked for an audience, and `domain.visibility` decides what it sees: which
+incidents (the SQL predicate) and which fields (the serialiser of
+`projections.incident_view`). Rows are read by column name.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from domain.fields import INCIDENT_FIELDS, UPDATE_FIELDS
 from domain.values import ACTIVE_STATUSES, IncidentType, Severity, Status
-from projections.base import ReadStore, load_list, micros, moment
-from projections.incident_summary import SERVICE_SEPARATOR
+from domain.visibility import VISIBLE, Audience, Conditions, where
+from projections.base import ReadStore, micros
+from projections.columns import decoders, named, record_of, select
+from projections.incident_summary import SCOPES, SERVICE_SEPARATOR
+from projections.incident_view import Body, incident_body, update_body
 
 _SEVERITY_ORDER = [s.value for s in Severity]  # worst first
 
@@ -61,41 +66,14 @@ def decode_cursor(cursor: str) -> int:
         raise BadCursor(f"not a cursor from this list: {cursor!r}") from None
 
 
-_INCIDENT_COLUMNS = (
-    "id, created_position, title, description, status, severity, incident_type, "
-    "affected_services, affected_regions, start_time, resolved_at, public_message, "
-    "internal_notes, is_public, rss_enabled, created_at, updated_at, version"
-)
+_INCIDENT_COLUMNS = ("created_position", *(f.name for f in INCIDENT_FIELDS))
+_UPDATE_COLUMNS = ("incident_id", *(f.name for f in UPDATE_FIELDS))
+_INCIDENT = decoders(INCIDENT_FIELDS)
+_UPDATE = decoders(UPDATE_FIELDS)
 
 
-def _iso(us: int | None) -> str | None:
-    if us is None:
-        return None
-    return moment(us).isoformat().replace("+00:00", "Z")
-
-
-def _incident(row: Sequence[Any], *, internal: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": row[0],
-        "title": row[2],
-        "description": row[3],
-        "status": row[4],
-        "severity": row[5],
-        "incident_type": row[6],
-        "affected_services": load_list(row[7]),
-        "affected_regions": load_list(row[8]),
-        "start_time": _iso(row[9]),
-        "resolved_at": _iso(row[10]),
-        "public_message": row[11],
-        "is_public": bool(row[13]),
-        "rss_enabled": bool(row[14]),
-        "created_at": _iso(row[15]),
-        "updated_at": _iso(row[16]),
-        "version": row[17],
-    }
-    if internal:
-        body["internal_notes"] = row[12]
-    return body
+def _item(row: dict[str, Any], audience: Audience) -> Body:
+    return incident_body(record_of(_INCIDENT, row), audience, with_updates=False)
 
 
 @dataclass
@@ -122,22 +100,15 @@ class _TotalCache:
                 self.entries.popitem(last=False)
 
 
-def _updates(tx: Any, incident_ids: Sequence[str], *, internal: bool
-             ) -> dict[str, list[dict[str, Any]]]:
-    rows = tx.execute(
-        "SELECT incident_id, number, status, previous_status, message, public_message, "
-        f"update_type, author, created_at FROM incident_updates WHERE incident_id IN "
-        f"({', '.join('?' * len(incident_ids))}) ORDER BY incident_id, number",
-        list(incident_ids),
-    ).fetchall()
-    found: dict[str, list[dict[str, Any]]] = {}
-    for u in rows:
-        found.setdefault(u[0], []).append({
-            "number": u[1], "status": u[2], "previous_status": u[3],
-            **({"message": u[4]} if internal else {}),
-            "public_message": u[5], "update_type": u[6], "author": u[7],
-            "created_at": _iso(u[8]),
-        })
+def _updates(tx: Any, incident_ids: Sequence[str], audience: Audience
+             ) -> dict[str, list[Body]]:
+    rows = select(tx, _UPDATE_COLUMNS, f"FROM incident_updates WHERE incident_id IN "
+                  f"({', '.join('?' * len(incident_ids))}) ORDER BY incident_id, number",
+                  list(incident_ids))
+    found: dict[str, list[Body]] = {}
+    for row in rows:
+        update = update_body(record_of(_UPDATE, row), audience)
+        found.setdefault(row["incident_id"], []).append(update)
     return found
 
 
@@ -148,26 +119,27 @@ class IncidentQueries:
         self._totals = _TotalCache()
 
     def page_query(
-        self, filters: ListFilters, *, internal: bool, limit: int, cursor: str | None = None
+        self, filters: ListFilters, *, audience: Audience, limit: int, cursor: str | None = None
     ) -> tuple[str, list[Any]]:
         """The SQL of one page (limit + 1 rows, to know whether more follow)."""
-        where, params = self._where(filters, internal)
+        where, params = self._where(filters, audience)
         if cursor is not None:
             where.append("created_position < ?")
             params.append(decode_cursor(cursor))
-        sql = (f"SELECT {_INCIDENT_COLUMNS} FROM incidents i WHERE {' AND '.join(where)} "
-               "ORDER BY created_position DESC LIMIT ?")
+        sql = (f"SELECT {', '.join(_INCIDENT_COLUMNS)} FROM incidents i "
+               f"WHERE {' AND '.join(where)} ORDER BY created_position DESC LIMIT ?")
         return sql, [*params, limit + 1]
 
     def list_incidents(
-        self, filters: ListFilters, *, internal: bool, limit: int = 20, cursor: str | None = None
+        self, filters: ListFilters, *, audience: Audience, limit: int = 20,
+        cursor: str | None = None
     ) -> Page:
-        page_sql, page_params = self.page_query(filters, internal=internal, limit=limit,
+        page_sql, page_params = self.page_query(filters, audience=audience, limit=limit,
                                                 cursor=cursor)
-        where, params = self._where(filters, internal)
+        where, params = self._where(filters, audience)
         with self.store.transaction() as tx:
-            rows = tx.execute(page_sql, page_params).fetchall()
-            key = (filters, internal)
+            rows = named(_INCIDENT_COLUMNS, tx.execute(page_sql, page_params).fetchall())
+            key = (filters, audience)
             position = self._position(tx)
             total = self._totals.get(key, position)
             if total is None:
@@ -179,24 +151,23 @@ class IncidentQueries:
                 self._totals.put(key, position, total)
         more = len(rows) > limit
         rows = rows[:limit]
-        next_cursor = encode_cursor(int(rows[-1][1])) if more and rows else None
-        return Page([_incident(r, internal=internal) for r in rows], total, next_cursor)
+        next_cursor = encode_cursor(int(rows[-1]["created_position"])) if more and rows \
+            else None
+        return Page([_item(r, audience) for r in rows], total, next_cursor)
 
-    def _where(self, filters: ListFilters, internal: bool) -> tuple[list[str], list[Any]]:
-        where = ["deleted = ?"]
-        params: list[Any] = [False]
-        if not internal:
-            where.append("is_public = ?")
-            params.append(True)
+    def _where(self, filters: ListFilters, audience: Audience
+               ) -> tuple[list[str], list[Any]]:
+        visible, params = where(VISIBLE[audience], "i")
+        where_ = [visible]
         for column, values in (("status", filters.status), ("severity", filters.severity),
                                ("incident_type", filters.incident_type)):
             if values:
-                where.append(f"{column} IN ({', '.join('?' * len(values))})")
+                where_.append(f"{column} IN ({', '.join('?' * len(values))})")
                 params += list(values)
         for table, values in (("incident_services", filters.service),
                               ("incident_regions", filters.region)):
             if values:
-                where.append(
+                where_.append(
                     f"EXISTS (SELECT 1 FROM {table} n WHERE n.incident_id = i.id "
                     f"AND n.name IN ({', '.join('?' * len(values))}))"
                 )
@@ -204,42 +175,44 @@ class IncidentQueries:
         if filters.q:
             pattern = "%" + filters.q.replace("\\", "\\\\").replace("%", "\\%").replace(
                 "_", "\\_") + "%"
-            where.append(f"(title {self.like} ? ESCAPE '\\' OR description {self.like} ? "
-                         "ESCAPE '\\')")
+            where_.append(f"(title {self.like} ? ESCAPE '\\' OR description {self.like} ? "
+                          "ESCAPE '\\')")
             params += [pattern, pattern]
         if filters.since is not None:
-            where.append("start_time >= ?")
+            where_.append("start_time >= ?")
             params.append(micros(filters.since))
         if filters.until is not None:
-            where.append("start_time < ?")
+            where_.append("start_time < ?")
             params.append(micros(filters.until))
-        return where, params
+        return where_, params
 
-    def get_incident(self, incident_id: str, *, internal: bool) -> dict[str, Any] | None:
+    def get_incident(self, incident_id: str, *, audience: Audience) -> Body | None:
+        """The incident with its updates, if `audience` may see it; None otherwise (an
+        unknown incident and a hidden one are alike)."""
+        visible, params = where(VISIBLE[audience])
         with self.store.transaction() as tx:
-            row = tx.execute(
-                f"SELECT {_INCIDENT_COLUMNS}, deleted FROM incidents WHERE id = ?",
-                (incident_id,),
-            ).fetchone()
-            if row is None or row[18] or not (row[13] or internal):
+            rows = select(tx, _INCIDENT_COLUMNS,
+                          f"FROM incidents WHERE id = ? AND {visible}", [incident_id, *params])
+            if not rows:
                 return None
-            updates = _updates(tx, [incident_id], internal=internal)
-        body = _incident(row, internal=internal)
+            updates = _updates(tx, [incident_id], audience)
+        body = _item(rows[0], audience)
         body["updates"] = updates.get(incident_id, [])
         return body
 
-    def updates_of(self, incident_ids: Sequence[str], *, internal: bool
-                   ) -> dict[str, list[dict[str, Any]]]:
+    def updates_of(self, incident_ids: Sequence[str], *, audience: Audience
+                   ) -> dict[str, list[Body]]:
         """The updates of several incidents (oldest first), in one query."""
         if not incident_ids:
             return {}
         with self.store.transaction() as tx:
-            return _updates(tx, incident_ids, internal=internal)
+            return _updates(tx, incident_ids, audience)
 
-    def public_ids(self, incident_ids: Collection[str], *, as_of: int) -> set[str] | None:
-        """Of `incident_ids`, those a reader without a token may see now: public and not
-        deleted. None while the list has not reached store position `as_of`: until then
-        it could still show as public an incident the store has since made private."""
+    def visible_ids(self, incident_ids: Collection[str], conditions: Conditions, *,
+                    as_of: int) -> set[str] | None:
+        """Of `incident_ids`, those that meet `conditions` (of `domain.visibility`) now.
+        None while the list has not reached store position `as_of`: until then it could
+        still show as visible an incident the store has since hidden."""
         if not incident_ids:
             return set()
         with self.store.transaction() as tx:
@@ -247,10 +220,11 @@ class IncidentQueries:
             if self._position(tx) < as_of:
                 return None
             ids = list(incident_ids)
+            visible, params = where(conditions)
             rows = tx.execute(
-                "SELECT id FROM incidents WHERE is_public = ? AND deleted = ? "
+                f"SELECT id FROM incidents WHERE {visible} "
                 f"AND id IN ({', '.join('?' * len(ids))})",
-                [True, False, *ids],
+                [*params, *ids],
             ).fetchall()
         return {str(r[0]) for r in rows}
 
@@ -261,8 +235,8 @@ class IncidentQueries:
         ).fetchone()
         return int(row[0]) if row else 0
 
-    def summary(self, *, internal: bool) -> dict[str, Any]:
-        scope = "all" if internal else "public"
+    def summary(self, *, audience: Audience) -> dict[str, Any]:
+        scope = SCOPES[audience]
         with self.store.transaction() as tx:
             rows = tx.execute(
                 "SELECT dimension, key, count FROM summary_counts WHERE scope = ? AND count > 0",

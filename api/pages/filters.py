@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from starlette.datastructures import QueryParams
 
 from api.filters import DEFAULT_LIMIT, IncidentFilters
+from domain.visibility import Audience
 from projections.queries import BadCursor, IncidentQueries
 
 _CHOICES = ("status", "severity", "incident_type")
@@ -110,11 +111,11 @@ def incident_table(queries: IncidentQueries, form: FormFilters) -> dict[str, Any
     wrong with the filters, and the addresses of the first and the next page."""
     filters, errors, cursor = form.filters, list(form.errors), form.filters.cursor
     try:
-        page = queries.list_incidents(filters.list_filters(), internal=True,
+        page = queries.list_incidents(filters.list_filters(), audience=Audience.READER,
                                       limit=filters.limit, cursor=cursor)
     except BadCursor:
         errors.append("the page link is not valid any more; showing the first page")
-        page = queries.list_incidents(filters.list_filters(), internal=True,
+        page = queries.list_incidents(filters.list_filters(), audience=Audience.READER,
                                       limit=filters.limit)
     return {"page": page, "errors": errors,
             "first_page": query_string(filters) if cursor else None,

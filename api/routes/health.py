@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from api.auth import AnyCaller
 from api.deps import Log, NatsRelay
+from domain.visibility import Audience
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger("product_status.api")
@@ -37,10 +38,11 @@ def readyz(caller: AnyCaller, event_log: Log, relay: NatsRelay) -> JSONResponse:
             status_code=503,
         )
     body: dict[str, object] = {"status": "ready", "store": "ok"}
-    if caller.is_reader:
+    reader = caller.audience is Audience.READER
+    if reader:
         body["store_position"] = position
     if relay is not None:
         status = relay.status().as_dict()
-        body["relay"] = status if caller.is_reader else {
+        body["relay"] = status if reader else {
             name: status[name] for name in PUBLIC_RELAY_FIELDS}
     return JSONResponse(body)

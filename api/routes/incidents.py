@@ -1,9 +1,8 @@
-"""Commands on incidents, and one incident read back from its events."""
+"""Commands on incidents, one incident (also as it stood at an instant), and its events."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
@@ -11,46 +10,49 @@ from fastapi.responses import JSONResponse
 from api.auth import AnyCaller, Writer
 from api.consistency import Barrier, Consistent, position_headers, wait_for_read_tables
 from api.deps import Commands, ExpectedVersion, IdempotencyKey, IncidentId, Log, Queries
-from api.render import event_list_response, incident_response, may_see_as_of, public_document
-from api.routes.queries import read_incident
-from api.schemas import IncidentChange, IncidentCreate, IncidentOut, Moment, UpdateCreate
+from api.problems import incident_not_found
+from api.render import event_list_response, incident_response
+from api.schemas import (
+    Incident,
+    IncidentChange,
+    IncidentCreate,
+    Moment,
+    PublicIncident,
+    Timeline,
+    UpdateCreate,
+)
 from commands.application import IncidentNotFound, NewIncident, NewUpdate, Written
-from domain.incident import IncidentEvent
-from projections.incident_history import IncidentRecord, fold
+from domain.visibility import AUDITABLE, VISIBLE, Audience, event_for, shows
+from projections.incident_history import fold
+from projections.incident_view import incident_body
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
+_EITHER: dict[int | str, dict[str, Any]] = {200: {
+    "description": "with a reader token an `Incident`; without one a `PublicIncident` "
+                   "(public incidents only, no internal fields)"}}
 
 
-def _record(history: Sequence[IncidentEvent]) -> IncidentRecord:
-    record = fold(history)
-    assert record is not None, "an incident has at least its creation event"
-    return record
-
-
-def _answer(written: Written, status_code: int = 200) -> JSONResponse:
+def _answer(written: Written, audience: Audience, status_code: int = 200) -> JSONResponse:
+    """A command's answer: the incident after its events, as a read of it shows it."""
+    record = fold(written.history)
+    assert record is not None
     headers = {"Location": f"/api/v1/incidents/{written.incident_id}",
                **position_headers(written.position)}
     if not written.recorded:
         headers["Idempotent-Replayed"] = "true"
-    return incident_response(_record(written.history), internal=True, status_code=status_code,
+    return incident_response(incident_body(record, audience), status_code=status_code,
                              headers=headers)
 
 
-@router.post("", status_code=201, response_model=IncidentOut)
+@router.post("", status_code=201, response_model=Incident)
 def create_incident(
-    body: IncidentCreate, _: Writer, commands: Commands, key: IdempotencyKey
+    body: IncidentCreate, caller: Writer, commands: Commands, key: IdempotencyKey
 ) -> JSONResponse:
-    fields = body.model_dump(exclude={"affected_services", "affected_regions"})
-    new = NewIncident(
-        **fields,
-        affected_services=tuple(body.affected_services),
-        affected_regions=tuple(body.affected_regions),
-        given=frozenset(body.model_fields_set),
-    )
-    return _answer(commands.create(new, request_key=key), 201)
+    new = NewIncident(**body.values(), given=frozenset(body.model_fields_set))
+    return _answer(commands.create(new, request_key=key), caller.audience, 201)
 
 
-@router.get("/{incident_id}", response_model=IncidentOut)
+@router.get("/{incident_id}", response_model=Incident | PublicIncident, responses=_EITHER)
 def get_incident(
     incident_id: IncidentId,
     caller: AnyCaller,
@@ -59,27 +61,36 @@ def get_incident(
     _: Consistent,
     as_of: Annotated[Moment | None, Query(description="show it as it stood then")] = None,
 ) -> JSONResponse:
-    """From the read tables; with `as_of`, folded from the incident's stored events.
-    Whatever a caller may not see is answered exactly as an unknown id."""
+    """From the read tables; with `as_of`, folded from the incident's stored events (the
+    audit log): shown if the caller may read its events now (`AUDITABLE`: without a token,
+    only while it is public and not deleted) and could see it as it stood then."""
+    audience = caller.audience
     if as_of is None:
-        return read_incident(incident_id, caller, queries)
-    history = commands.history(incident_id)
-    then = fold(history, as_of=as_of)
-    if not may_see_as_of(_record(history), then, internal=caller.is_reader):
-        raise IncidentNotFound(incident_id)
-    assert then is not None
-    return incident_response(then, internal=caller.is_reader)
+        body = queries.get_incident(incident_id, audience=audience)
+    else:
+        try:
+            history = commands.history(incident_id)
+        except IncidentNotFound:
+            history = []
+        now, then = fold(history), fold(history, as_of=as_of)
+        shown = (now is not None and then is not None and shows(AUDITABLE[audience], now)
+                 and shows(VISIBLE[audience], then))
+        body = incident_body(then, audience) if shown and then is not None else None
+    if body is None:
+        raise incident_not_found(incident_id)
+    return incident_response(body)
 
 
-@router.put("/{incident_id}", response_model=IncidentOut)
+@router.put("/{incident_id}", response_model=Incident)
 def change_incident(
     incident_id: IncidentId,
     body: IncidentChange,
-    _: Writer,
+    caller: Writer,
     commands: Commands,
     expected: ExpectedVersion,
 ) -> JSONResponse:
-    return _answer(commands.change_details(incident_id, body.changes(), expected))
+    written = commands.change_details(incident_id, body.given(), expected)
+    return _answer(written, caller.audience)
 
 
 @router.delete("/{incident_id}", status_code=204)
@@ -90,20 +101,21 @@ def delete_incident(
     return Response(status_code=204, headers=position_headers(written.position))
 
 
-@router.post("/{incident_id}/updates", status_code=201, response_model=IncidentOut)
+@router.post("/{incident_id}/updates", status_code=201, response_model=Incident)
 def add_update(
     incident_id: IncidentId,
     body: UpdateCreate,
-    _: Writer,
+    caller: Writer,
     commands: Commands,
     expected: ExpectedVersion,
     key: IdempotencyKey,
 ) -> JSONResponse:
-    update = NewUpdate(**body.model_dump())
-    return _answer(commands.add_update(incident_id, update, expected, key), 201)
+    update = NewUpdate(**body.values())
+    return _answer(commands.add_update(incident_id, update, expected, key), caller.audience,
+                   201)
 
 
-@router.get("/{incident_id}/timeline")
+@router.get("/{incident_id}/timeline", response_model=Timeline)
 def incident_timeline(
     incident_id: IncidentId,
     caller: AnyCaller,
@@ -115,15 +127,16 @@ def incident_timeline(
     """Every stored event of the incident, oldest first; without a reader token only
     public, undeleted incidents, with internal fields removed. Whatever a caller may not
     see is answered exactly as an unknown id."""
+    audience = caller.audience
     events = log.read_all(subject=incident_id)
     if not events:
-        raise IncidentNotFound(incident_id)
-    documents = [e.document for e in events]
-    if not caller.is_reader:
+        raise incident_not_found(incident_id)
+    conditions = AUDITABLE[audience]
+    if conditions:
         # Visible now: as the read model has it once it reached the last event read (until
         # then it may still show as public an incident since made private).
         wait_for_read_tables(barrier, events[-1].position)
-        if not queries.public_ids([incident_id], as_of=events[-1].position):
-            raise IncidentNotFound(incident_id)
-        documents = [d for d in map(public_document, documents) if d is not None]
-    return event_list_response(documents, incident_id=incident_id)
+        if not queries.visible_ids([incident_id], conditions, as_of=events[-1].position):
+            raise incident_not_found(incident_id)
+    answer = [d for d in (event_for(audience, e.document) for e in events) if d is not None]
+    return event_list_response(answer, incident_id=incident_id)

@@ -1,7 +1,7 @@
 """The HTML pages: the public status page, one public page per incident, and the operators'
 dashboard (templates in api/templates, rendering in api/pages).
 
-Public pages are rendered from the read tables with `internal=False`, so nothing internal
+Public pages are rendered from the read tables for `Audience.PUBLIC`, so nothing internal
 can reach them. The dashboard is a set of small shells (no incident data in them) plus HTML
 fragments that need a reader token in the `Authorization` header: the browser keeps the token
 in sessionStorage and `dashboard.js` fetches the fragments with it, posts the forms to the JSON
@@ -20,6 +20,7 @@ from api.deps import Queries, is_incident_id
 from api.pages.filters import DashboardFilters, incident_table
 from api.pages.templating import HEADERS, not_found, render
 from api.pages.views import ACTIVE, CLOSED, overall_state
+from domain.visibility import Audience
 from projections.queries import ListFilters
 
 router = APIRouter(include_in_schema=False)
@@ -30,10 +31,11 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/", response_class=HTMLResponse)
 def status_page(queries: Queries, _: Consistent) -> HTMLResponse:
-    active = queries.list_incidents(ListFilters(status=ACTIVE), internal=False, limit=50).items
-    closed = queries.list_incidents(ListFilters(status=CLOSED), internal=False, limit=5).items
-    updates = queries.updates_of([i["id"] for i in active], internal=False)
-    summary = queries.summary(internal=False)
+    public = Audience.PUBLIC
+    active = queries.list_incidents(ListFilters(status=ACTIVE), audience=public, limit=50).items
+    closed = queries.list_incidents(ListFilters(status=CLOSED), audience=public, limit=5).items
+    updates = queries.updates_of([i["id"] for i in active], audience=public)
+    summary = queries.summary(audience=public)
     return render("status.html", summary=summary, state=overall_state(summary),
                   active=active, closed=closed, updates=updates)
 
@@ -41,7 +43,7 @@ def status_page(queries: Queries, _: Consistent) -> HTMLResponse:
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse)
 def incident_page(incident_id: str, queries: Queries, _: Consistent) -> HTMLResponse:
     """One public incident; unknown, private and deleted incidents are all the same 404."""
-    incident = (queries.get_incident(incident_id, internal=False)
+    incident = (queries.get_incident(incident_id, audience=Audience.PUBLIC)
                 if is_incident_id(incident_id) else None)
     if incident is None:
         return not_found("There is no public incident at this address.")
@@ -87,7 +89,7 @@ async def session(caller: Reader) -> JSONResponse:
 
 @router.get("/dashboard/fragments/cards", response_class=HTMLResponse)
 def cards_fragment(_caller: Reader, queries: Queries, _: Consistent) -> HTMLResponse:
-    return render("dashboard/cards.html", summary=queries.summary(internal=True))
+    return render("dashboard/cards.html", summary=queries.summary(audience=Audience.READER))
 
 
 @router.get("/dashboard/fragments/overview", response_class=HTMLResponse)
@@ -102,7 +104,7 @@ def overview_fragment(
 def incident_fragment(
     incident_id: str, _caller: Reader, queries: Queries, _: Consistent
 ) -> HTMLResponse:
-    incident = (queries.get_incident(incident_id, internal=True)
+    incident = (queries.get_incident(incident_id, audience=Audience.READER)
                 if is_incident_id(incident_id) else None)
     if incident is None:
         return render("dashboard/missing.html", status_code=404)
@@ -113,7 +115,7 @@ def incident_fragment(
 def incident_forms_fragment(
     incident_id: str, caller: Reader, queries: Queries, _: Consistent
 ) -> HTMLResponse:
-    incident = (queries.get_incident(incident_id, internal=True)
+    incident = (queries.get_incident(incident_id, audience=Audience.READER)
                 if is_incident_id(incident_id) else None)
     if incident is None or not caller.at_least("writer"):
         return HTMLResponse("", headers=HEADERS)

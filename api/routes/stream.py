@@ -19,8 +19,8 @@ from starlette.types import Receive, Scope, Send
 
 from api.auth import AnyCaller
 from api.consistency import parse_position
-from api.render import public_document
 from api.stream_slots import StreamSlot, stream_slots
+from domain.visibility import AUDITABLE, Audience, event_for
 from infra.bootstrap import Services
 from infra.event_log import EventLog
 from infra.store_watch import StoreWatch
@@ -98,7 +98,7 @@ async def event_stream(
     except BaseException:
         slot.release()
         raise
-    feed = _Feed(services, watch, public=not caller.is_reader, config=stream_config(state))
+    feed = _Feed(services, watch, audience=caller.audience, config=stream_config(state))
     return EventStream(feed, start, slot)
 
 
@@ -124,19 +124,19 @@ class _Batch:
 class _Feed:
     """Reads the store for one stream, in short worker-thread calls."""
 
-    def __init__(self, services: Services, watch: StoreWatch, *, public: bool,
+    def __init__(self, services: Services, watch: StoreWatch, *, audience: Audience,
                  config: StreamConfig) -> None:
         self.log: EventLog = services.event_log
         self.services = services
         self.watch = watch
-        self.public = public
+        self.audience = audience
         self.config = config
 
     async def next_batch(self, after: int, generation: int) -> _Batch | None:
         """The events after `after` that this stream may send, as of at least the watch's
         `generation` (read once for every stream that asks the same); None if the watch
         closed while waiting for the read tables."""
-        key = ("public" if self.public else "all", after, self.config.batch_size, generation)
+        key = (self.audience, after, self.config.batch_size, generation)
         return await self.watch.shared(key, lambda: self._read(after))
 
     async def _read(self, after: int) -> _Batch | None:
@@ -145,7 +145,7 @@ class _Feed:
         if not events:
             return _Batch([], after, False)
         last, full = events[-1].position, len(events) == limit
-        if not self.public:
+        if not AUDITABLE[self.audience]:  # the whole audit log, byte for byte
             return _Batch([sse_frame(e.position, e.document) for e in events], last, full)
         head = await anyio.to_thread.run_sync(self.log.last_position)
         visible = await self._visible({e.subject for e in events}, head)
@@ -153,19 +153,22 @@ class _Feed:
             return None
         frames = []
         for event in events:
-            document = public_document(event.document) if event.subject in visible else None
+            document = (event_for(self.audience, event.document)
+                        if event.subject in visible else None)
             if document is not None:
                 frames.append(sse_frame(event.position, document))
         return _Batch(frames, last, full)
 
     async def _visible(self, incident_ids: set[str], head: int) -> set[str] | None:
-        """The public incidents among these as of at least `head`, the store's head after
-        the events were read: waits (asynchronously) until the read tables reached it."""
+        """The incidents among these whose events this stream may send, as of at least
+        `head`, the store's head after the events were read: waits (asynchronously) until
+        the read tables reached it."""
         pause, waited, warned = 0.005, 0.0, False
         queries = self.services.queries
+        conditions = AUDITABLE[self.audience]
         while not self.watch.closed:
             visible = await anyio.to_thread.run_sync(
-                partial(queries.public_ids, incident_ids, as_of=head))
+                partial(queries.visible_ids, incident_ids, conditions, as_of=head))
             if visible is not None:
                 return visible
             if waited > self.config.lag_warning and not warned:

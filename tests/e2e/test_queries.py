@@ -19,6 +19,7 @@ import pytest
 
 from domain.incident import Incident
 from domain.values import Status
+from domain.visibility import Audience
 from infra.bootstrap import Services, bootstrap
 from infra.settings import Settings
 from projections.queries import ListFilters, encode_cursor
@@ -204,7 +205,7 @@ def test_page_cost_does_not_grow_with_depth(http: httpx.Client, services: Servic
     queries = services.queries
     filters = ListFilters(status=("investigating",))
     deep_cursor = encode_cursor(30)  # near the oldest incidents
-    plans = [queries.page_query(filters, internal=True, limit=20, cursor=c)
+    plans = [queries.page_query(filters, audience=Audience.READER, limit=20, cursor=c)
              for c in (None, first["next_cursor"], deep_cursor)]
     with services.database.transaction() as cursor:
         if services.database.dialect == "postgres":

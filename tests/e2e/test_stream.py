@@ -19,9 +19,9 @@ import pytest
 from fastapi import FastAPI
 from starlette.datastructures import State
 
-from api.render import public_document
 from api.routes.stream import StreamConfig
 from commands.application import NewIncident
+from domain.visibility import Audience, event_for
 from infra.bootstrap import Services, bootstrap
 from infra.event_log import StoredCloudEvent
 from infra.settings import Settings
@@ -32,6 +32,10 @@ CONFIG = StreamConfig(heartbeat=0.2, retry_ms=1500, queue_size=16, stall_timeout
                       end_grace=0.5)
 TIMEOUT = httpx.Timeout(10.0, read=5.0)
 WAIT = 15.0  # seconds any one expectation may take
+
+
+def public_document(document: bytes) -> bytes | None:
+    return event_for(Audience.PUBLIC, document)
 
 
 def app_state(server: LiveServer) -> State:

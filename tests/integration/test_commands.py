@@ -24,7 +24,7 @@ from infra.settings import Settings
 
 
 def new_incident(title: str = "Payments failing", **fields: object) -> NewIncident:
-    return NewIncident(title=title, given=frozenset({"title", *fields}), **fields)  # type: ignore[arg-type]
+    return NewIncident(title=title, given=frozenset({"title", *fields}), **fields)
 
 
 def test_an_incident_is_created_evolved_and_read_back(services: Services) -> None:

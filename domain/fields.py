@@ -1,0 +1,127 @@
+"""The shape of an incident and of its status updates, declared once.
+
+Each field says its name, the type of its value, its default when a client leaves it out,
+its limits, who sets it (a client when declaring, a client later as a detail, or the
+service) and whether it is internal (`domain/visibility.py` says who sees those). The HTTP
+request and response models, the read table's columns, the write side's inputs and the
+audit fold are derived from these tables; adding a field starts here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from domain.values import IncidentType, Severity, Status, UpdateType
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()  # the default of a field a client must send
+Names = tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)  # each field is one object: compared and hashed by identity
+class Field:
+    name: str
+    kind: Any  # the value's type in the domain: str, bool, int, datetime, Names or an enum
+    description: str = ""
+    # Set by a client when declaring (`given`), and changeable afterwards (`changeable`);
+    # neither: set by the service only.
+    given: bool = False
+    changeable: bool = False
+    # What a client that leaves it out gets; None for a given field means "decided by the
+    # service" (now, for a start time; unchanged, for the status of an update).
+    default: Any = REQUIRED
+    nullable: bool = False  # its value may be null (in answers too)
+    internal: bool = False  # only readers see it
+    # Limits: characters of a text (of each name, for Names), and names in a list.
+    min_length: int | None = None
+    max_length: int | None = None
+    max_items: int | None = None
+    strip: bool = False  # surrounding white space is dropped
+
+    @property
+    def server_owned(self) -> bool:
+        return not self.given
+
+
+TEXT = 10_000
+_NAME: dict[str, Any] = {"min_length": 1, "max_length": 100, "strip": True}
+_NAMES: dict[str, Any] = {**_NAME, "max_items": 50, "default": ()}
+
+
+def _detail(name: str, kind: Any, description: str, **options: Any) -> Field:
+    return Field(name, kind, description, given=True, changeable=True, **options)
+
+
+INCIDENT_FIELDS: tuple[Field, ...] = (
+    Field("id", str, "`incident-` followed by an opaque suffix; the CloudEvents subject"),
+    _detail("title", str, "what is wrong, in a few words", min_length=1, max_length=200,
+            strip=True),
+    _detail("description", str, "more about it", default="", max_length=TEXT),
+    Field("status", Status, "where the incident stands; changes only through status "
+          "updates", given=True, default=Status.INVESTIGATING),
+    _detail("severity", Severity, "how bad it is", default=Severity.MEDIUM),
+    _detail("incident_type", IncidentType, "what kind of incident",
+            default=IncidentType.OTHER),
+    _detail("affected_services", Names, "the services it affects", **_NAMES),
+    _detail("affected_regions", Names, "the regions it affects", **_NAMES),
+    _detail("start_time", datetime, "when it started (default: when it was declared)",
+            default=None),
+    Field("resolved_at", datetime, "when it was resolved; null while it is not (a reopened "
+          "incident clears it)", nullable=True),
+    _detail("public_message", str, "what the public sees", default="", max_length=TEXT),
+    _detail("internal_notes", str, "notes for the team", default="", max_length=TEXT,
+            internal=True),
+    _detail("is_public", bool, "shown without a reader token", default=True),
+    _detail("rss_enabled", bool, "shown in the feeds (when public)", default=True),
+    Field("created_at", datetime, "when it was declared"),
+    Field("updated_at", datetime, "when it last changed"),
+    Field("version", int, "the incident's version, also its ETag"),
+)
+
+UPDATE_FIELDS: tuple[Field, ...] = (
+    Field("number", int, "1 for the incident's first update, and so on"),
+    Field("status", Status, "the status it moves the incident to (default: unchanged)",
+          given=True, default=None),
+    Field("previous_status", Status, "the status before it"),
+    Field("message", str, "for the team", given=True, default="", max_length=TEXT,
+          internal=True),
+    Field("public_message", str, "what the public sees", given=True, default="",
+          max_length=TEXT),
+    Field("update_type", UpdateType, "what kind of update", given=True,
+          default=UpdateType.STATUS_UPDATE),
+    Field("author", str, "who wrote it", given=True, default=None, nullable=True, **_NAME),
+    Field("created_at", datetime, "when it was posted"),
+)
+
+
+def named(fields: tuple[Field, ...]) -> dict[str, Field]:
+    return {f.name: f for f in fields}
+
+
+INCIDENT = named(INCIDENT_FIELDS)
+UPDATE = named(UPDATE_FIELDS)
+# What a client declares an incident with, and what it may change afterwards.
+DECLARED_FIELDS = tuple(f for f in INCIDENT_FIELDS if f.given)
+DETAIL_FIELDS = tuple(f.name for f in INCIDENT_FIELDS if f.changeable)
+
+
+def given_values(fields: tuple[Field, ...], given: Mapping[str, Any]) -> dict[str, Any]:
+    """Every field a client may give, of one table: the values given, defaults for the
+    rest. Refuses names a client may not give, and a required field left out."""
+    allowed = [f for f in fields if f.given]
+    unknown = set(given) - {f.name for f in allowed}
+    if unknown:
+        raise ValueError(f"not a field a client gives: {', '.join(sorted(unknown))}")
+    values = {f.name: given.get(f.name, f.default) for f in allowed}
+    missing = [name for name, value in values.items() if value is REQUIRED]
+    if missing:
+        raise ValueError(f"missing: {', '.join(missing)}")
+    return values

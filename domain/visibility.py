@@ -1,0 +1,113 @@
+"""Who may see what: the one rule every surface asks.
+
+There are two audiences. `READER` (a reader, writer or admin token) sees everything an
+incident holds. `PUBLIC` (no token: the status page, the feeds, anonymous API calls and
+streams, and every destination that must only get what an anonymous reader may) sees public,
+undeleted incidents, and only their public fields.
+
+The rule is data, so each surface applies the same one in its own terms:
+
+- which incidents: `VISIBLE[audience]` (and `IN_FEEDS`, narrower still) are conditions on
+  an incident's current state; `where()` turns them into the read models' SQL predicate,
+  `shows()` applies them to an incident in memory;
+- which fields: `visible_fields()` picks them from the field tables of `domain.fields`
+  (the serialisers and the documented response models both use it);
+- which events: `event_for()` gives the form of a stored CloudEvents document an audience
+  may receive (the public timeline, the anonymous live stream, and integrations).
+
+It lives in `domain/` because it is a product rule every layer needs (projections for the
+SQL, the API for answers, followers for the public form of an event), and the domain is
+what all of them may import. It does no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from domain.fields import INCIDENT_FIELDS, UPDATE_FIELDS, Field
+from domain.incident import Incident
+
+
+class Audience(StrEnum):
+    PUBLIC = "public"
+    READER = "reader"
+
+
+Conditions = Mapping[str, Any]  # a column (or attribute) of an incident -> required value
+
+# Which incidents an audience sees, on every surface but the audit log.
+VISIBLE: Mapping[Audience, Conditions] = {
+    Audience.READER: {"deleted": False},
+    Audience.PUBLIC: {"deleted": False, "is_public": True},
+}
+# Which incidents the feeds show (feeds are public, whoever asks).
+IN_FEEDS: Conditions = {**VISIBLE[Audience.PUBLIC], "rss_enabled": True}
+# Which incidents' stored events an audience may read (timeline, live stream): a reader
+# reads the whole audit log, deleted incidents included.
+AUDITABLE: Mapping[Audience, Conditions] = {
+    Audience.READER: {},
+    Audience.PUBLIC: VISIBLE[Audience.PUBLIC],
+}
+
+
+def shows(conditions: Conditions, incident: Mapping[str, Any]) -> bool:
+    """Whether an incident (its current state by field name) meets the conditions."""
+    return all(incident[name] == value for name, value in conditions.items())
+
+
+def where(conditions: Conditions, alias: str = "") -> tuple[str, list[Any]]:
+    """The conditions as an SQL predicate with `?` parameters (`alias.` before each
+    column when given)."""
+    if not conditions:
+        return "1 = 1", []
+    prefix = f"{alias}." if alias else ""
+    return (" AND ".join(f"{prefix}{name} = ?" for name in conditions),
+            list(conditions.values()))
+
+
+def visible_fields(fields: tuple[Field, ...], audience: Audience) -> tuple[Field, ...]:
+    """The fields of a resource (incident or status update) an audience sees."""
+    if audience is Audience.READER:
+        return fields
+    return tuple(f for f in fields if not f.internal)
+
+
+# The CloudEvents context attributes anyone may see; extensions (the client's
+# idempotency key, ...) are not among them.
+PUBLIC_ATTRIBUTES = frozenset(
+    {"specversion", "id", "source", "type", "subject", "time", "datacontenttype",
+     "dataschema", "data"})
+_DATA_FIELDS: Mapping[str, tuple[Field, ...]] = {
+    Incident.Created.TOPIC: INCIDENT_FIELDS,
+    Incident.DetailsChanged.TOPIC: INCIDENT_FIELDS,
+    Incident.UpdateAdded.TOPIC: UPDATE_FIELDS,
+    Incident.Resolved.TOPIC: INCIDENT_FIELDS,
+    Incident.Deleted.TOPIC: INCIDENT_FIELDS,
+}
+
+
+def public_data_fields(event_type: str) -> frozenset[str]:
+    """The `data` fields of an event of this type that anyone may see (an unknown type:
+    only the incident's id)."""
+    fields = _DATA_FIELDS.get(event_type, ())
+    return frozenset({"incident_id"} | {f.name for f in visible_fields(fields, Audience.PUBLIC)})
+
+
+def event_for(audience: Audience, document: bytes) -> bytes | None:
+    """The stored CloudEvents document as this audience may receive it: readers get the
+    stored bytes; the public gets it without extensions and internal fields, or None when
+    nothing public is left (a change of internal notes alone)."""
+    if audience is Audience.READER:
+        return document
+    event = json.loads(document)
+    shown = public_data_fields(event["type"])
+    data = {k: v for k, v in (event.get("data") or {}).items() if k in shown}
+    if set(data) <= {"incident_id"} and event["type"] == Incident.DetailsChanged.TOPIC:
+        return None
+    public = {k: v for k, v in event.items() if k in PUBLIC_ATTRIBUTES}
+    if "data" in public:
+        public["data"] = data
+    return json.dumps(public, separators=(",", ":"), ensure_ascii=False).encode()
