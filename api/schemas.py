@@ -95,19 +95,20 @@ def _input_type(field: fields.Field) -> Any:
 
 def _given(field: fields.Field) -> tuple[Any, Any]:
     """The field of a body that declares a new resource."""
-    kind = _input_type(field)
+    kind, about = _input_type(field), field.description
     if field.default is REQUIRED:
-        return kind, ...
+        return kind, Field(description=about)
     if field.default is None:
-        return kind | None, None
+        return kind | None, Field(None, description=about)
     if field.kind == Names:
-        return kind, Field(default_factory=list)
-    return kind, field.default
+        return kind, Field(default_factory=list, description=about)
+    return kind, Field(field.default, description=about)
 
 
 def _changed(field: fields.Field) -> tuple[Any, Any]:
     """The field of a partial change: left out keeps it; null is refused, naming it."""
-    return Annotated[_input_type(field) | None, AfterValidator(not_null)], None
+    return (Annotated[_input_type(field) | None, AfterValidator(not_null)],
+            Field(None, description=field.description))
 
 
 def to_domain(field: fields.Field, value: Any) -> Any:

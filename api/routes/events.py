@@ -10,6 +10,7 @@ from api.auth import Reader
 from api.deps import Log
 from api.problems import Problem
 from api.render import event_list_response
+from api.schemas import EventPage
 from domain.incident import event_type_named
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
@@ -22,7 +23,7 @@ def _full_types(given: list[str]) -> list[str]:
                       errors=[{"field": "query.type", "message": str(error)}]) from None
 
 
-@router.get("/events")
+@router.get("/events", response_model=EventPage)
 def list_events(
     _: Reader,
     log: Log,
