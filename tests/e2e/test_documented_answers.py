@@ -1,0 +1,89 @@
+"""`/openapi.json` describes exactly what is sent: each JSON answer is the model documented
+for it (no field it does not list, every field it requires), the public one without a
+token and the reader's one with a token; a command answers what a read of the incident
+then shows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from api import schemas
+from tests.conftest import READER, WRITER
+
+
+def documented(spec: dict[str, Any], method: str, path: str, status: str) -> set[str]:
+    """The names of the models documented for this answer."""
+    answer = spec["paths"][path][method]["responses"][status]
+    schema = answer["content"]["application/json"]["schema"]
+    return {option["$ref"].rsplit("/", 1)[1] for option in schema.get("anyOf", [schema])}
+
+
+def matching(body: Any, names: set[str]) -> set[str]:
+    """Of the documented models, those the body is an instance of."""
+    found = set()
+    for name in names:
+        model: type[BaseModel] = getattr(schemas, name)
+        try:
+            model.model_validate(body)
+        except ValidationError:
+            continue
+        found.add(name)
+    return found
+
+
+def test_every_answer_is_the_model_documented_for_its_caller(http: httpx.Client) -> None:
+    spec = http.get("/openapi.json").json()
+    created = http.post("/api/v1/incidents", headers=WRITER, json={
+        "title": "Queue backlog", "internal_notes": "SECRET", "affected_services": ["q"]})
+    assert created.status_code == 201
+    incident = created.json()
+    url = f"/api/v1/incidents/{incident['id']}"
+    added = http.post(f"{url}/updates", headers=WRITER,
+                      json={"message": "SECRET", "public_message": "Draining"})
+    changed = http.put(url, headers=WRITER, json={"severity": "high"})
+    http.post("/api/v1/incidents", headers=WRITER, json={"title": "Private", "is_public": False})
+    for response, method, path in ((created, "post", "/api/v1/incidents"),
+                                   (added, "post", "/api/v1/incidents/{incident_id}/updates"),
+                                   (changed, "put", "/api/v1/incidents/{incident_id}")):
+        names = documented(spec, method, path, str(response.status_code))
+        assert len(matching(response.json(), names)) == 1, path
+
+    reads = [
+        ("/api/v1/incidents/{incident_id}", url, {}, "PublicIncident", "Incident"),
+        ("/api/v1/incidents/{incident_id}", url, {"as_of": changed.json()["updated_at"]},
+         "PublicIncident", "Incident"),
+        ("/api/v1/incidents", "/api/v1/incidents", {}, "PublicIncidentPage", "IncidentPage"),
+        ("/api/v1/incidents/status/summary", "/api/v1/incidents/status/summary", {},
+         "Summary", "Summary"),
+        ("/api/v1/incidents/{incident_id}/timeline", f"{url}/timeline", {}, "Timeline",
+         "Timeline"),
+    ]
+    for path, target, params, public, reader in reads:
+        names = documented(spec, "get", path, "200")
+        anonymous = http.get(target, params=params)
+        assert anonymous.status_code == 200, anonymous.text
+        assert matching(anonymous.json(), names) == {public}, path
+        assert "SECRET" not in anonymous.text
+        read = http.get(target, params=params, headers=READER)
+        assert matching(read.json(), names) == {reader}, path
+    events = http.get("/api/v1/events", headers=READER)
+    assert matching(events.json(), documented(spec, "get", "/api/v1/events", "200")) == {
+        "EventPage"}
+
+
+def test_a_command_answers_what_a_read_then_shows(http: httpx.Client) -> None:
+    created = http.post("/api/v1/incidents", headers=WRITER, json={
+        "title": "Search slow", "internal_notes": "n", "start_time": "2024-01-01T12:00:00.5Z",
+        "affected_regions": ["eu"]})
+    url = f"/api/v1/incidents/{created.json()['id']}"
+    assert http.get(url, headers=READER).json() == created.json()
+    for method, target, body in (("POST", f"{url}/updates",
+                                  {"status": "resolved", "message": "m"}),
+                                 ("PUT", url, {"internal_notes": "more"})):
+        answer = http.request(method, target, headers=WRITER, json=body)
+        read = http.get(url, headers=READER)
+        assert read.json() == answer.json()
+        assert read.headers["etag"] == answer.headers["etag"]
