@@ -774,13 +774,14 @@ def decoded_read(projector: Any) -> Timed:
 
 def read_model_state(services: Any) -> dict[str, Any]:
     queries = services.queries
+    from domain.visibility import Audience
     from projections.queries import ListFilters
 
-    state: dict[str, Any] = {"summary": queries.summary(internal=True)}
-    for internal in (False, True):
+    state: dict[str, Any] = {"summary": queries.summary(audience=Audience.READER)}
+    for audience in Audience:
         page = queries.list_incidents(ListFilters(status=("investigating",),
-                                                  severity=("high",)), internal=internal)
-        state[f"list {internal}"] = (page.total, [item["id"] for item in page.items])
+                                                  severity=("high",)), audience=audience)
+        state[f"list {audience}"] = (page.total, [item["id"] for item in page.items])
     return state
 
 

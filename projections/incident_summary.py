@@ -17,9 +17,11 @@ from domain.incident import Incident
 from domain.values import Severity, Status
 from domain.visibility import VISIBLE, Audience, shows
 from projections.base import Cursor, Projection, dump_list, handles, load_list
+from projections.columns import select
 
 Key = tuple[str, str, str]  # scope, dimension, key
 SERVICE_SEPARATOR = "\x1f"
+_COUNTED = ("status", "severity", "incident_type", "is_public", "services", "deleted")
 # The stored name of each audience's counters.
 SCOPES: dict[Audience, str] = {Audience.READER: "all", Audience.PUBLIC: "public"}
 
@@ -122,13 +124,13 @@ class IncidentSummary(Projection):
         known = self._known.get(incident_id)
         if known is not None:
             return known
-        row = cursor.execute(
-            "SELECT status, severity, incident_type, is_public, services, deleted "
-            f"FROM {self.t('summary_incidents')} WHERE id = ?", (incident_id,)
-        ).fetchone()
-        assert row is not None, f"summary has no incident {incident_id}"
-        counted = Counted(row[0], row[1], row[2], bool(row[3]), tuple(load_list(row[4])),
-                          bool(row[5]))
+        rows = select(cursor, _COUNTED, f"FROM {self.t('summary_incidents')} WHERE id = ?",
+                      (incident_id,))
+        assert rows, f"summary has no incident {incident_id}"
+        row = rows[0]
+        counted = Counted(row["status"], row["severity"], row["incident_type"],
+                          bool(row["is_public"]), tuple(load_list(row["services"])),
+                          bool(row["deleted"]))
         self._known[incident_id] = counted
         return counted
 
