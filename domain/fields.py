@@ -102,12 +102,7 @@ UPDATE_FIELDS: tuple[Field, ...] = (
 )
 
 
-def named(fields: tuple[Field, ...]) -> dict[str, Field]:
-    return {f.name: f for f in fields}
-
-
-INCIDENT = named(INCIDENT_FIELDS)
-UPDATE = named(UPDATE_FIELDS)
+INCIDENT = {f.name: f for f in INCIDENT_FIELDS}  # by name
 # What a client declares an incident with, and what it may change afterwards.
 DECLARED_FIELDS = tuple(f for f in INCIDENT_FIELDS if f.given)
 DETAIL_FIELDS = tuple(f.name for f in INCIDENT_FIELDS if f.changeable)

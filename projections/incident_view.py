@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from enum import Enum
-from functools import cache
 from typing import Any
 
 from domain.fields import INCIDENT_FIELDS, UPDATE_FIELDS, Field, Names
@@ -51,21 +50,26 @@ def _encoder(field: Field) -> _Encode:
     return encode
 
 
-@cache
-def _plan(fields: tuple[Field, ...], audience: Audience) -> tuple[tuple[str, _Encode], ...]:
-    return tuple((f.name, _encoder(f)) for f in visible_fields(fields, audience))
+def _plans(fields: tuple[Field, ...]) -> dict[Audience, tuple[tuple[str, _Encode], ...]]:
+    """Per audience, the fields it sees and how each is written (worked out once)."""
+    return {audience: tuple((f.name, _encoder(f)) for f in visible_fields(fields, audience))
+            for audience in Audience}
+
+
+_INCIDENT = _plans(INCIDENT_FIELDS)
+_UPDATE = _plans(UPDATE_FIELDS)
 
 
 def update_body(update: Mapping[str, Any], audience: Audience) -> Body:
     """One status update as `audience` may see it."""
-    return {name: encode(update[name]) for name, encode in _plan(UPDATE_FIELDS, audience)}
+    return {name: encode(update[name]) for name, encode in _UPDATE[audience]}
 
 
 def incident_body(record: Mapping[str, Any], audience: Audience, *,
                   with_updates: bool = True) -> Body:
     """One incident as `audience` may see it; with its status updates (oldest first) unless
     it is an item of a list, which carries none."""
-    body = {name: encode(record[name]) for name, encode in _plan(INCIDENT_FIELDS, audience)}
+    body = {name: encode(record[name]) for name, encode in _INCIDENT[audience]}
     if with_updates:
         body["updates"] = [update_body(u, audience) for u in record["updates"]]
     return body
