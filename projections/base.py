@@ -32,6 +32,18 @@ def moment(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
+def rfc3339(moment: datetime) -> str:
+    """A moment as answers write it: RFC 3339 in UTC, with `Z`."""
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def rfc3339_micros(us: int) -> str:
+    """A moment kept as microseconds since the epoch, as answers write it."""
+    return (_EPOCH + timedelta(microseconds=us)).isoformat().replace("+00:00", "Z")
+
+
 def dump_list(values: Sequence[str]) -> str:
     return json.dumps(list(values), ensure_ascii=False)
 

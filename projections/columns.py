@@ -1,5 +1,6 @@
-"""How a field of `domain.fields` is kept in a read table: its column's SQL type and the
-conversions of its value to the column and back, the same on SQLite and PostgreSQL.
+"""How a field of `domain.fields` is kept in a read table: its column's SQL type, the
+conversion of its value to the column, and how the column is written in an answer, the
+same on SQLite and PostgreSQL.
 
 Moments are whole microseconds since the epoch (sortable alike everywhere), lists of names
 JSON text, enums their value. Rows are read by column name: `select()` names the columns
@@ -15,17 +16,13 @@ from functools import cache
 from typing import Any
 
 from domain.fields import Field, Names
-from projections.base import Cursor, dump_list, load_list, micros, moment
+from projections.base import Cursor, dump_list, load_list, micros, rfc3339_micros
 
 Convert = Callable[[Any], Any]
 
 
 def _keep(value: Any) -> Any:
     return value
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(load_list(text))
 
 
 def sql_type(field: Field) -> str:
@@ -57,47 +54,29 @@ def _to_column(field: Field) -> Convert:
     return _keep
 
 
-@cache
-def _from_column(field: Field) -> Convert:
-    kind = field.kind
-    if kind is datetime:
-        return moment
-    if kind == Names:
-        return _names
-    if kind is bool:  # SQLite hands booleans back as integers
-        return bool
-    if isinstance(kind, type) and issubclass(kind, Enum):
-        return kind
-    return _keep
-
-
 def to_column(field: Field, value: Any) -> Any:
     """A field's value as its column holds it."""
     return None if value is None else _to_column(field)(value)
 
 
-def from_column(field: Field, value: Any) -> Any:
-    """A column's value as the field's value."""
-    return None if value is None else _from_column(field)(value)
-
-
-def decoders(fields: Sequence[Field]) -> tuple[tuple[str, Convert], ...]:
-    """How to read each of these fields from its column (worked out once per table)."""
-    return tuple((f.name, _nullable(_from_column(f)) if f.nullable else _from_column(f))
-                 for f in fields)
+def json_writer(field: Field) -> Convert | None:
+    """How the field's column is written in an answer (as `projections.incident_view`
+    writes the field's value); None when the column is written as it is (text, numbers,
+    and enums as their value)."""
+    kind = field.kind
+    if kind is datetime:
+        write: Convert = rfc3339_micros
+    elif kind == Names:
+        write = load_list
+    elif kind is bool:  # SQLite hands booleans back as integers
+        write = bool
+    else:
+        return None
+    return _nullable(write) if field.nullable else write
 
 
 def _nullable(convert: Convert) -> Convert:
     return lambda value: None if value is None else convert(value)
-
-
-def record_of(decoding: tuple[tuple[str, Convert], ...], row: dict[str, Any]
-              ) -> dict[str, Any]:
-    """A row read by name, its columns turned into the fields' values in place (other
-    columns kept as they are)."""
-    for name, convert in decoding:
-        row[name] = convert(row[name])
-    return row
 
 
 def named(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:

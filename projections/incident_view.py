@@ -1,75 +1,106 @@
 """An incident as every answer shows it: the one serialiser of incidents and status
 updates.
 
-It takes a record (the incident's fields by name, from the audit fold or from a read
-table's row) and gives the JSON body an audience may see: the fields of
-`domain.visibility.visible_fields`, in the order of `domain.fields`, moments in RFC 3339
-(UTC, `Z`), lists as lists, enums as their value. The command answers, `GET` of one
-incident (also `as_of`), the list, and the pages all go through it, and the response models
-of `api/schemas.py` are derived from the same field sets.
+It takes a record (the incident's fields by name) and gives the JSON body an audience may
+see: the fields of `domain.visibility.visible_fields`, in the order of `domain.fields`,
+moments in RFC 3339 (UTC, `Z`), lists as lists, enums as their value. Records come from the
+audit fold (`RECORDS`: command answers, `as_of`) or straight from a read table's row
+(`Serialiser(projections.columns.json_writer)`: the list, one incident, the pages), each
+value written from the form its source holds it in. The response models of
+`api/schemas.py` are derived from the same field sets.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
+from operator import itemgetter
 from typing import Any
 
 from domain.fields import INCIDENT_FIELDS, UPDATE_FIELDS, Field, Names
 from domain.visibility import Audience, visible_fields
+from projections.base import rfc3339
 
 Body = dict[str, Any]
-_Encode = Callable[[Any], Any]
+Convert = Callable[[Any], Any]
 
 
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+@dataclass(frozen=True)
+class _Plan:
+    """The fields an audience sees, in order, and how those not written as they are are
+    written (by position)."""
 
+    names: tuple[str, ...]
+    read: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+    writes: tuple[tuple[int, Convert], ...]
 
-def _keep(value: Any) -> Any:
-    return value
+    @classmethod
+    def of(cls, fields: tuple[tuple[str, Convert | None], ...]) -> _Plan:
+        names = tuple(name for name, _ in fields)
+        return cls(names, itemgetter(*names),
+                   tuple((n, write) for n, (_, write) in enumerate(fields) if write))
+
+    def body(self, record: Mapping[str, Any]) -> Body:
+        values = list(self.read(record))
+        for n, write in self.writes:
+            values[n] = write(values[n])
+        return dict(zip(self.names, values, strict=True))
 
 
 def _enum_value(value: Any) -> Any:
     return value.value if isinstance(value, Enum) else value
 
 
-def _encoder(field: Field) -> _Encode:
+def encoder(field: Field) -> Convert | None:
+    """How the field's value is written in JSON; None when it is written as it is."""
     kind = field.kind
     if kind is datetime:
-        encode: _Encode = rfc3339
+        encode: Convert = rfc3339
     elif kind == Names:
         encode = list
     elif isinstance(kind, type) and issubclass(kind, Enum):
         encode = _enum_value
     else:
-        encode = _keep
+        return None
     if field.nullable:
         return lambda value: None if value is None else encode(value)
     return encode
 
 
-def _plans(fields: tuple[Field, ...]) -> dict[Audience, tuple[tuple[str, _Encode], ...]]:
-    """Per audience, the fields it sees and how each is written (worked out once)."""
-    return {audience: tuple((f.name, _encoder(f)) for f in visible_fields(fields, audience))
-            for audience in Audience}
+class Serialiser:
+    """Writes records as answers: the fields each audience sees, in order, each written by
+    `writer(field)` (None: as it is) from the form the records' source holds it in."""
+
+    def __init__(self, writer: Callable[[Field], Convert | None] = encoder) -> None:
+        def plans(fields: tuple[Field, ...]) -> dict[Audience, _Plan]:
+            return {audience: _Plan.of(tuple((f.name, writer(f))
+                                             for f in visible_fields(fields, audience)))
+                    for audience in Audience}
+
+        self._incident = plans(INCIDENT_FIELDS)
+        self._update = plans(UPDATE_FIELDS)
+
+    def update(self, update: Mapping[str, Any], audience: Audience) -> Body:
+        """One status update as `audience` may see it."""
+        return self._update[audience].body(update)
+
+    def incident(self, record: Mapping[str, Any], audience: Audience, *,
+                 updates: list[Body] | None = None) -> Body:
+        """One incident as `audience` may see it, without status updates (an item of a
+        list) or with `updates`, already written for the same audience."""
+        body = self._incident[audience].body(record)
+        if updates is not None:
+            body["updates"] = updates
+        return body
 
 
-_INCIDENT = _plans(INCIDENT_FIELDS)
-_UPDATE = _plans(UPDATE_FIELDS)
+RECORDS = Serialiser()
 
 
-def update_body(update: Mapping[str, Any], audience: Audience) -> Body:
-    """One status update as `audience` may see it."""
-    return {name: encode(update[name]) for name, encode in _UPDATE[audience]}
-
-
-def incident_body(record: Mapping[str, Any], audience: Audience, *,
-                  with_updates: bool = True) -> Body:
-    """One incident as `audience` may see it; with its status updates (oldest first) unless
-    it is an item of a list, which carries none."""
-    body = {name: encode(record[name]) for name, encode in _INCIDENT[audience]}
-    if with_updates:
-        body["updates"] = [update_body(u, audience) for u in record["updates"]]
-    return body
+def incident_body(record: Mapping[str, Any], audience: Audience) -> Body:
+    """An incident of the audit fold, with its status updates (oldest first), as
+    `audience` may see it."""
+    return RECORDS.incident(record, audience, updates=[
+        RECORDS.update(u, audience) for u in record["updates"]])

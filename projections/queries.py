@@ -21,9 +21,9 @@ from domain.fields import INCIDENT_FIELDS, UPDATE_FIELDS
 from domain.values import ACTIVE_STATUSES, IncidentType, Severity, Status
 from domain.visibility import VISIBLE, Audience, Conditions, where
 from projections.base import ReadStore, micros
-from projections.columns import decoders, named, record_of, select
+from projections.columns import json_writer, named, select
 from projections.incident_summary import SCOPES, SERVICE_SEPARATOR
-from projections.incident_view import Body, incident_body, update_body
+from projections.incident_view import Body, Serialiser
 
 _SEVERITY_ORDER = [s.value for s in Severity]  # worst first
 
@@ -68,12 +68,7 @@ def decode_cursor(cursor: str) -> int:
 
 _INCIDENT_COLUMNS = ("created_position", *(f.name for f in INCIDENT_FIELDS))
 _UPDATE_COLUMNS = ("incident_id", *(f.name for f in UPDATE_FIELDS))
-_INCIDENT = decoders(INCIDENT_FIELDS)
-_UPDATE = decoders(UPDATE_FIELDS)
-
-
-def _item(row: dict[str, Any], audience: Audience) -> Body:
-    return incident_body(record_of(_INCIDENT, row), audience, with_updates=False)
+_ROWS = Serialiser(json_writer)  # answers straight from the read tables' rows
 
 
 @dataclass
@@ -107,8 +102,7 @@ def _updates(tx: Any, incident_ids: Sequence[str], audience: Audience
                   list(incident_ids))
     found: dict[str, list[Body]] = {}
     for row in rows:
-        update = update_body(record_of(_UPDATE, row), audience)
-        found.setdefault(row["incident_id"], []).append(update)
+        found.setdefault(row["incident_id"], []).append(_ROWS.update(row, audience))
     return found
 
 
@@ -153,7 +147,7 @@ class IncidentQueries:
         rows = rows[:limit]
         next_cursor = encode_cursor(int(rows[-1]["created_position"])) if more and rows \
             else None
-        return Page([_item(r, audience) for r in rows], total, next_cursor)
+        return Page([_ROWS.incident(r, audience) for r in rows], total, next_cursor)
 
     def _where(self, filters: ListFilters, audience: Audience
                ) -> tuple[list[str], list[Any]]:
@@ -196,9 +190,7 @@ class IncidentQueries:
             if not rows:
                 return None
             updates = _updates(tx, [incident_id], audience)
-        body = _item(rows[0], audience)
-        body["updates"] = updates.get(incident_id, [])
-        return body
+        return _ROWS.incident(rows[0], audience, updates=updates.get(incident_id, []))
 
     def updates_of(self, incident_ids: Sequence[str], *, audience: Audience
                    ) -> dict[str, list[Body]]:

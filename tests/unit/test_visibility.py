@@ -27,7 +27,7 @@ from domain.visibility import (
 )
 from projections.feed_items import COLUMNS as FEED_COLUMNS
 from projections.incident_history import fold
-from projections.incident_view import incident_body
+from projections.incident_view import RECORDS, incident_body
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 _ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic"}
@@ -134,5 +134,5 @@ def test_the_answer_an_audience_gets_is_the_model_documented_for_it() -> None:
     assert schemas.Incident.model_validate(reader)
     assert set(public) == set(schemas.PublicIncident.model_fields)
     assert set(reader) == set(schemas.Incident.model_fields)
-    item = incident_body(record, Audience.PUBLIC, with_updates=False)
+    item = RECORDS.incident(record, Audience.PUBLIC)
     assert set(item) == set(schemas.PublicIncidentItem.model_fields)
