@@ -59,3 +59,4 @@ def _requiring(role: Role) -> object:
 AnyCaller = Annotated[Caller, Depends(identify)]
 Reader = Annotated[Caller, Depends(_requiring("reader"))]
 Writer = Annotated[Caller, Depends(_requiring("writer"))]
+Admin = Annotated[Caller, Depends(_requiring("admin"))]

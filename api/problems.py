@@ -22,6 +22,12 @@ from commands.application import (
 from commands.exactly_once import StoreUnavailable
 from domain.errors import IncidentRuleError
 from infra.database import CONNECTION_ERRORS
+from infra.integrations.admin import (
+    IntegrationNotFound,
+    InvalidIntegration,
+    NoSecret,
+    ReplayRefused,
+)
 
 log = logging.getLogger("product_status.api")
 
@@ -152,6 +158,14 @@ async def _database_unavailable(_: Request, error: Exception) -> JSONResponse:
     return problem_response(
         503, "the database could not be reached; retry shortly", {"Retry-After": "1"}
     )
+async def _invalid_integration(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, InvalidIntegration)
+    return problem_response(422, "the integration's settings are not valid",
+                            errors=[{"field": f, "message": m} for f, m in error.errors])
+
+
+async def _replay_refused(_: Request, error: Exception) -> JSONResponse:
+    return problem_response(422, str(error), errors=[{"field": "after", "message": str(error)}])
 
 
 async def _unexpected(_: Request, error: Exception) -> JSONResponse:
@@ -171,4 +185,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
     for connection_error in CONNECTION_ERRORS:
         app.add_exception_handler(connection_error, _database_unavailable)
+    app.add_exception_handler(IntegrationNotFound, _not_found)
+    app.add_exception_handler(InvalidIntegration, _invalid_integration)
+    app.add_exception_handler(ReplayRefused, _replay_refused)
+    app.add_exception_handler(NoSecret, _rule)
     app.add_exception_handler(Exception, _unexpected)

@@ -24,6 +24,9 @@ from infra.event_store import PostgresEventStore
 from infra.follower_lease import close_leases
 from infra.follower_positions import DELIVERIES, Positions
 from infra.followers import Followers
+from infra.integrations.admin import IntegrationAdmin
+from infra.integrations.kinds import DeliveryContext
+from infra.integrations.store import IntegrationStore
 from infra.projector import Projector
 from infra.relay import Relay, RelayConfig
 from infra.settings import Settings
@@ -46,6 +49,7 @@ class Services:
     barrier: ReadBarrier
     followers: Followers  # every follower of the store in this process, and their wake-ups
     store_watch: StoreWatch
+    integrations: IntegrationAdmin
     relay: Relay | None = None  # the NATS relay, when CLOUDEVENT_BROKER_URL is set
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -153,6 +157,8 @@ def bootstrap(settings: Settings) -> Services:
         projector.create_tables()
         # The positions of followers that deliver elsewhere (the relay, integrations).
         Positions(database, DELIVERIES).create([], schema_locked=True)
+        integration_store = IntegrationStore(database, event_log)
+        integration_store.create_tables()
     barrier = ReadBarrier(database, event_log, projector.names)
     followers.listener.on_progress(barrier.progressed)
     # Each commit of this process: constant work, however many streams are open.
@@ -163,6 +169,7 @@ def bootstrap(settings: Settings) -> Services:
     if settings.cloudevent_broker_url:
         relay = Relay(database, event_log, RelayConfig.from_settings(settings), followers)
         followers.register(relay)
+    delivery = DeliveryContext.build(settings, integration_store, event_log, commands.mapper)
     return Services(
         settings=settings,
         commands=commands,
@@ -174,5 +181,6 @@ def bootstrap(settings: Settings) -> Services:
         barrier=barrier,
         followers=followers,
         store_watch=store_watch,
+        integrations=IntegrationAdmin(delivery),
         relay=relay,
     )

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 import resource
 from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parseaddr
+from ipaddress import ip_network
 from pathlib import Path
-from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Literal, Self
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -17,6 +20,54 @@ ROLES: tuple[Role, ...] = ("reader", "writer", "admin")
 _SUBJECT_TOKEN = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 DEFAULT_MAX_CONNECTIONS = 10_000  # the ceiling of the derived connection cap
 DEFAULT_MAX_EVENT_STREAMS = 500  # the ceiling of the derived live stream cap
+# A mail address as integrations accept it: local@domain, no spaces or controls.
+_MAILBOX = re.compile(r"^[^@\s<>()\[\],;:\"\\]{1,64}@[A-Za-z0-9.-]{1,253}$")
+
+
+def is_mail_address(text: str) -> bool:
+    return _MAILBOX.match(text) is not None and ".." not in text
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    """Where mail goes, from SMTP_URL: smtp://[user:password@]host[:port][?starttls=true],
+    or smtps:// for TLS from the first byte."""
+
+    host: str
+    port: int
+    use_tls: bool
+    start_tls: bool
+    username: str | None
+    password: str | None = None
+
+
+def smtp_server(url: str) -> SmtpServer:
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps"):
+        raise ValueError("must be an smtp:// or smtps:// URL")
+    if not parts.hostname:
+        raise ValueError("must name a host, e.g. smtp://mail.example.com:587?starttls=true")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("has a port that is not a number from 1 to 65535") from None
+    query = parse_qs(parts.query)
+    unknown = set(query) - {"starttls"}
+    if unknown:
+        raise ValueError(f"unknown parameter {sorted(unknown)[0]!r}; only starttls is known")
+    flag = (query.get("starttls") or ["false"])[-1].lower()
+    if flag not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError("starttls must be true or false")
+    start_tls = flag in ("true", "1", "yes")
+    use_tls = parts.scheme == "smtps"
+    if use_tls and start_tls:
+        raise ValueError("smtps:// is TLS already; starttls=true is for smtp://")
+    return SmtpServer(
+        host=parts.hostname, port=port or (465 if use_tls else 587 if start_tls else 25),
+        use_tls=use_tls, start_tls=start_tls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+    )
 
 
 class SettingsError(Exception):
@@ -46,6 +97,20 @@ class Settings(BaseSettings):
     max_event_streams: int | None = Field(default=None, ge=1, le=1_000_000)
     header_timeout_seconds: int = Field(default=10, ge=1, le=3600)
     keep_alive_timeout_seconds: int = Field(default=5, ge=1, le=3600)
+    # Integrations: the retry schedule (decimals allowed), when a failing one is disabled,
+    # whether destinations on non-public networks are allowed, and how mail is sent.
+    delivery_retry_initial_seconds: float = Field(default=5.0, gt=0, le=86_400,
+                                                  allow_inf_nan=False)
+    delivery_retry_max_seconds: float = Field(default=3600.0, gt=0, le=7 * 86_400,
+                                              allow_inf_nan=False)
+    delivery_disable_after_hours: float = Field(default=72.0, gt=0, le=24 * 366,
+                                                allow_inf_nan=False)
+    integrations_allow_private_networks: bool = False
+    # Addresses or networks integrations may reach although they are not public (an
+    # internal chat server, say): "10.1.2.3,192.168.7.0/24".
+    integrations_allowed_networks: Annotated[tuple[str, ...], NoDecode] = ()
+    smtp_url: str | None = Field(default=None, repr=False)
+    email_from: str = "Product Status <status@localhost>"
 
     @field_validator("database_url")
     @classmethod
@@ -104,6 +169,40 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"MAX_EVENT_STREAMS ({self.max_event_streams}) must be below "
                 f"MAX_CONNECTIONS ({self.max_connections}), or streams take every connection")
+    @field_validator("integrations_allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        networks = []
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                networks.append(str(ip_network(item, strict=False)))
+            except ValueError:
+                raise ValueError(f"not an address or network: {item!r}") from None
+        return tuple(networks)
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        smtp_server(value)  # raises ValueError naming what is wrong
+        return value
+
+    @field_validator("email_from")
+    @classmethod
+    def _email_from(cls, value: str) -> str:
+        _, address = parseaddr(value)
+        if not _MAILBOX.match(address) or any(c in value for c in "\r\n"):
+            raise ValueError("must be a mail address, e.g. Status <status@example.com>")
+        return value
+
+    @model_validator(mode="after")
+    def _retry_schedule(self) -> Self:
+        if self.delivery_retry_max_seconds < self.delivery_retry_initial_seconds:
+            raise ValueError("DELIVERY_RETRY_MAX_SECONDS must not be less than "
+                             "DELIVERY_RETRY_INITIAL_SECONDS")
         return self
 
     @property

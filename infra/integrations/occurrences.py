@@ -1,0 +1,127 @@
+"""What an integration needs to know about a stored event: the event, the incident just
+before and just after it, and whether (and in which form) the integration may see it.
+
+The incident's state comes from folding its events (projections.incident_history), so a
+decision never depends on how far a read table has got, and is the same on every retry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from eventsourcing.persistence import Mapper, StoredEvent
+
+from api.render import public_document
+from domain.incident import IncidentEvent
+from infra.event_log import EventLog, StoredCloudEvent
+from infra.integrations.config import Filters
+from projections.incident_history import IncidentRecord, evolve
+
+CACHED_INCIDENTS = 5_000
+
+
+def public_form(document: bytes) -> bytes | None:
+    """The document an anonymous reader gets from the incident's timeline (None: nothing
+    public in it). The one visibility rule decides; this only names it for integrations."""
+    return public_document(document)
+
+
+def shown_to_public(record: IncidentRecord | None) -> bool:
+    return record is not None and record.is_public and not record.deleted
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """A stored event with the incident around it."""
+
+    stored: StoredCloudEvent
+    event: IncidentEvent
+    before: IncidentRecord | None
+    after: IncidentRecord
+
+    @property
+    def event_id(self) -> str:
+        event_id: str = json.loads(self.stored.document)["id"]
+        return event_id
+
+    @property
+    def position(self) -> int:
+        return self.stored.position
+
+    @property
+    def type(self) -> str:
+        return self.stored.type
+
+
+def visible_document(filters: Filters, occurrence: Occurrence) -> bytes | None:
+    """The form of the event this integration receives, or None when its filters leave it
+    out. A public integration (`include_internal` false) sees only events of incidents
+    an anonymous reader saw just before or just after the event (so a deletion still
+    arrives), without internal fields; and nothing that only changed internal fields."""
+    if not filters.takes_type(occurrence.type):
+        return None
+    after = occurrence.after
+    if not filters.takes_incident(after.severity, after.affected_services):
+        return None
+    if filters.include_internal:
+        return occurrence.stored.document
+    if not (shown_to_public(occurrence.before) or shown_to_public(after)):
+        return None
+    return public_form(occurrence.stored.document)
+
+
+class IncidentStates:
+    """Incidents as they stood after the last event seen of each, for one follower that
+    sees events in store order. An incident not seen yet is folded from its stored
+    events before the one at hand (one read); the least recently seen are forgotten."""
+
+    def __init__(self, event_log: EventLog, mapper: Mapper[str],
+                 size: int = CACHED_INCIDENTS) -> None:
+        self.event_log = event_log
+        self.mapper = mapper
+        self.size = size
+        self._known: OrderedDict[str, IncidentRecord] = OrderedDict()
+
+    def decode(self, stored: StoredCloudEvent) -> IncidentEvent:
+        event = self.mapper.to_domain_event(StoredEvent(
+            originator_id=stored.subject, originator_version=stored.version,
+            topic=stored.type, state=stored.document))
+        assert isinstance(event, IncidentEvent)
+        return event
+
+    def occurrences(self, events: Sequence[StoredCloudEvent]) -> list[Occurrence]:
+        return [self.occurrence(stored) for stored in events]
+
+    def occurrence(self, stored: StoredCloudEvent) -> Occurrence:
+        event = self.decode(stored)
+        before = self._before(stored)
+        after = evolve(before, event)
+        self._remember(stored.subject, after)
+        return Occurrence(stored, event, before, after)
+
+    def _before(self, stored: StoredCloudEvent) -> IncidentRecord | None:
+        known = self._known.get(stored.subject)
+        if known is not None and known.version == stored.version - 1:
+            return known
+        if stored.version == 1:
+            return None
+        return self._fold(stored)
+
+    def _fold(self, stored: StoredCloudEvent) -> IncidentRecord | None:
+        record: IncidentRecord | None = None
+        for earlier in self.event_log.read_all(stored.subject):
+            if earlier.version >= stored.version:
+                break
+            record = evolve(record, self.decode(earlier))
+        return record
+
+    def _remember(self, incident_id: str, record: IncidentRecord) -> None:
+        self._known[incident_id] = record
+        self._known.move_to_end(incident_id)
+        while len(self._known) > self.size:
+            self._known.popitem(last=False)
+
+
