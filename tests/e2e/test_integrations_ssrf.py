@@ -83,7 +83,7 @@ def loopback_name() -> str:
         if name.lower().startswith("localhost") or name.lower().endswith(".localhost"):
             continue
         try:
-            found = {info[4][0] for info in socket.getaddrinfo(name, 80)}
+            found = {str(info[4][0]) for info in socket.getaddrinfo(name, 80)}
         except OSError:
             continue
         if found and all(address.startswith("127.") or address == "::1" for address in found):
