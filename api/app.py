@@ -10,7 +10,17 @@ from fastapi.staticfiles import StaticFiles
 from api import problems
 from api.consistency import ExpireStaleCookie
 from api.limits import BodySizeLimit
-from api.routes import events, feeds, health, incidents, integrations, pages, queries, stream
+from api.routes import (
+    events,
+    feeds,
+    health,
+    incidents,
+    integration_pages,
+    integrations,
+    pages,
+    queries,
+    stream,
+)
 from infra.bootstrap import Services
 
 
@@ -35,5 +45,6 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(events.router)
     app.include_router(integrations.router)
     app.include_router(pages.router)
+    app.include_router(integration_pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     return app

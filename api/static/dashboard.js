@@ -103,9 +103,15 @@
 
   function valueOf(el) {
     if (el.type === "checkbox") return el.checked;
+    if (el.tagName === "SELECT" && el.multiple) return [...el.selectedOptions].map((o) => o.value);
     if ("list" in el.dataset) return el.value.split(",").map((s) => s.trim()).filter(Boolean);
+    if ("json" in el.dataset && el.value.trim() !== "") {
+      try { return JSON.parse(el.value); } catch (_) { return el.value; }
+    }
     return el.value;
   }
+
+  const isEmpty = (value) => value === "" || (Array.isArray(value) && value.length === 0);
 
   function clearErrors(form) {
     for (const p of form.querySelectorAll("[data-error-for]")) p.textContent = "";
@@ -168,7 +174,7 @@
       if (!el.name || el.disabled) continue;
       if ("changedOnly" in form.dataset && !changed(el)) continue;
       const value = valueOf(el);
-      if (value === "" && (el.tagName === "SELECT" || "omitEmpty" in el.dataset)) continue;
+      if (isEmpty(value) && (el.tagName === "SELECT" || "omitEmpty" in el.dataset)) continue;
       body[el.name] = value;
     }
     if ("changedOnly" in form.dataset && Object.keys(body).length === 0) {
@@ -197,6 +203,21 @@
         location.assign("/dashboard/incidents/" + encodeURIComponent(created.id));
       } else if (then === "list") {
         location.assign("/dashboard");
+      } else if (then === "secret") {
+        const created = await response.json();
+        const shown = form.querySelector("[data-secret]");
+        shown.textContent = created.secret
+          ? "Added. Its signing secret, shown only now: " + created.secret
+          : "Added.";
+        shown.hidden = false;
+        form.reset();
+        await refresh(null, true);
+      } else if (then === "report") {
+        const answer = await response.json();
+        await refresh(null, true);
+        const where = document.querySelector("[data-report]");
+        if (where) where.textContent = report(answer);
+        else say(report(answer));
       } else {
         await refresh(position, true);
         say("Saved.");
@@ -206,6 +227,17 @@
     } finally {
       button.disabled = false;
     }
+  }
+
+  // What an integration's test or replay answered, in words.
+  function report(answer) {
+    if ("outcome" in answer) {
+      return answer.outcome === "delivered"
+        ? `Test delivered (answer ${answer.status_code}).`
+        : `Test failed: ${answer.error}.`;
+    }
+    if ("head" in answer) return `Replaying what was stored after position ${answer.after}.`;
+    return "Done.";
   }
 
   // ---- live refresh ----------------------------------------------------------------------
@@ -270,6 +302,8 @@
   }
   refresh(null, true);
   if (page === "overview") {
+    follow((_, id) => schedule(id));
+  } else if (page === "integrations") {
     follow((_, id) => schedule(id));
   } else if (page === "incident") {
     const mine = root.dataset.incident;
