@@ -169,6 +169,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"MAX_EVENT_STREAMS ({self.max_event_streams}) must be below "
                 f"MAX_CONNECTIONS ({self.max_connections}), or streams take every connection")
+        return self
+
     @field_validator("integrations_allowed_networks", mode="before")
     @classmethod
     def _networks(cls, value: object) -> object:
