@@ -25,6 +25,8 @@ from infra.follower_lease import close_leases
 from infra.follower_positions import DELIVERIES, Positions
 from infra.followers import Followers
 from infra.integrations.admin import IntegrationAdmin
+from infra.integrations.deliverers import Deliverers
+from infra.integrations.following import starter
 from infra.integrations.kinds import DeliveryContext
 from infra.integrations.store import IntegrationStore
 from infra.projector import Projector
@@ -50,8 +52,10 @@ class Services:
     followers: Followers  # every follower of the store in this process, and their wake-ups
     store_watch: StoreWatch
     integrations: IntegrationAdmin
+    deliverers: Deliverers  # the integrations this process delivers, once started
     relay: Relay | None = None  # the NATS relay, when CLOUDEVENT_BROKER_URL is set
     _stop: threading.Event = field(default_factory=threading.Event)
+    _delivering: threading.Thread | None = None
 
     def start_projections(self) -> None:
         """Runs the projectors in this process, in the background. Of several processes
@@ -64,8 +68,19 @@ class Services:
         if self.relay is not None:
             self.followers.start([self.relay], self._stop)
 
+    def start_delivery(self) -> None:
+        """Delivers to the integrations in this process, in the background. Of several
+        processes one delivers to each integration; the others stand by."""
+        if self._delivering is None:
+            self._delivering = threading.Thread(target=self.deliverers.run, args=(self._stop,),
+                                                name="integrations", daemon=True)
+            self._delivering.start()
+
     def close(self) -> None:
         self._stop.set()
+        self.deliverers.wake()
+        if self._delivering is not None:
+            self._delivering.join(timeout=30)
         self.store_watch.close()
         self.followers.close()
         close_leases(self.database)
@@ -140,7 +155,8 @@ def schema_lock(settings: Settings) -> Iterator[None]:
 
 def bootstrap(settings: Settings) -> Services:
     """Builds every part from the settings; creates the tables if missing. Nothing runs
-    in the background until `start_projections()` / `start_relay()`."""
+    in the background until `start_projections()` / `start_relay()` /
+    `start_delivery()`."""
     with schema_lock(settings):
         commands = IncidentCommands(
             persistence_env(settings),
@@ -170,6 +186,7 @@ def bootstrap(settings: Settings) -> Services:
         relay = Relay(database, event_log, RelayConfig.from_settings(settings), followers)
         followers.register(relay)
     delivery = DeliveryContext.build(settings, integration_store, event_log, commands.mapper)
+    deliverers = Deliverers(delivery, starter(followers))
     return Services(
         settings=settings,
         commands=commands,
@@ -181,6 +198,7 @@ def bootstrap(settings: Settings) -> Services:
         barrier=barrier,
         followers=followers,
         store_watch=store_watch,
-        integrations=IntegrationAdmin(delivery),
+        integrations=IntegrationAdmin(delivery, changed=deliverers.wake),
+        deliverers=deliverers,
         relay=relay,
     )

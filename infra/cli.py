@@ -27,6 +27,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         services.start_projections()
     if not args.no_relay:
         services.start_relay()
+    if not args.no_deliver:
+        services.start_delivery()
     if not settings.api_tokens:
         logging.getLogger("product_status").warning(
             "API_TOKENS is not set: reads are public and every write will be refused (401)"
@@ -125,6 +127,27 @@ def _publish(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _deliver(settings: Settings, _: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from infra.bootstrap import bootstrap
+
+    services = bootstrap(settings)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    services.start_delivery()
+    log = logging.getLogger("product_status.integrations")
+    log.info("delivering to integrations")
+    try:
+        while not stop.wait(30):
+            log.info("following %d integrations", len(services.deliverers.running()))
+    finally:
+        services.close()
+    return 0
+
+
 def _rebuild(settings: Settings, args: argparse.Namespace) -> int:
     from infra.bootstrap import bootstrap
     from infra.rebuild import progress_bar, rebuild
@@ -166,6 +189,8 @@ def parser() -> argparse.ArgumentParser:
                        help="do not run the projectors here (a separate `project` runs them)")
     serve.add_argument("--no-relay", action="store_true",
                        help="do not run the NATS relay here (a separate `publish` runs it)")
+    serve.add_argument("--no-deliver", action="store_true",
+                       help="do not deliver to integrations here (a separate `deliver` does)")
     serve.set_defaults(run=_serve)
     project = commands.add_parser(
         "project", help="run the projectors only",
@@ -183,6 +208,12 @@ def parser() -> argparse.ArgumentParser:
                          "whether a relay is running, then exit")
     publish.add_argument("--json", action="store_true", help="with --status: one JSON object")
     publish.set_defaults(run=_publish)
+    deliver = commands.add_parser(
+        "deliver", help="deliver to integrations only",
+        description="Deliver matching events to every enabled integration (webhooks, Slack, "
+        "PagerDuty, email), each from its saved position. Several may run against one "
+        "store: each integration is delivered by one of them, the others stand by.")
+    deliver.set_defaults(run=_deliver)
     projections = commands.add_parser("projections", help="manage the read models")
     projection_commands = projections.add_subparsers(dest="action", required=True,
                                                      metavar="ACTION")

@@ -8,6 +8,7 @@ import email
 import email.policy
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -45,8 +46,10 @@ class HttpReceiver:
     nothing until released), "redirect" (307 to `redirect_to`). `stop()` closes the port
     (connections are refused) and `start()` opens the same port again."""
 
-    def __init__(self, host: str = "127.0.0.1", secret: str | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", secret: str | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.host = host
+        self.tls = tls
         self.secret = secret
         self.mode = "ok"
         self.redirect_to = ""
@@ -57,10 +60,11 @@ class HttpReceiver:
         self.thread: threading.Thread | None = None
         self.port = 0
         self.on_receive: Callable[[Received], None] | None = None
+        self.delay = 0.0  # seconds to take before answering (a receiver that does work)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/hook"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}/hook"
 
     def start(self) -> HttpReceiver:
         receiver = self
@@ -77,6 +81,8 @@ class HttpReceiver:
                 pass
 
         self.server = _Server((self.host, self.port), Handler)
+        if self.tls is not None:
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self.released.clear()
         self.thread = threading.Thread(target=self.server.serve_forever,
@@ -99,6 +105,8 @@ class HttpReceiver:
             self.released.wait(60)
             request.close_connection = True
             return
+        if self.delay:
+            time.sleep(self.delay)
         verified = None
         if self.secret is not None:
             headers = {k.lower(): v for k, v in request.headers.items()}
@@ -119,6 +127,10 @@ class HttpReceiver:
             request.send_header("Location", self.redirect_to)
         request.send_header("Content-Length", "0")
         request.end_headers()
+
+    def ids(self) -> list[str]:
+        """The webhook-id of each message answered 2xx, in arrival order."""
+        return [r.headers["webhook-id"] for r in self.delivered()]
 
     def delivered(self) -> list[Received]:
         """What was received and answered 2xx."""

@@ -305,6 +305,12 @@
     follow((_, id) => schedule(id));
   } else if (page === "integrations") {
     follow((_, id) => schedule(id));
+    // Delivery moves without new events too (retries, recoveries): look again every 5 s,
+    // unless someone is typing in the list.
+    setInterval(() => {
+      const focused = document.activeElement;
+      if (!focused || !focused.closest("[data-fragment]")) schedule(null);
+    }, 5000);
   } else if (page === "incident") {
     const mine = root.dataset.incident;
     follow((event, id) => { if (!event || event.subject === mine) schedule(id); });

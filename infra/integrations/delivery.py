@@ -11,18 +11,21 @@ integration failing for DELIVERY_DISABLE_AFTER_HOURS is disabled.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from commands.cloudevents import rfc3339
 from infra.event_log import StoredCloudEvent
+from infra.follower import Delivering, Unavailable
 from infra.integrations.config import DeliveryState, Integration
-from infra.integrations.kinds import DeliveryContext, compose, sender_for
+from infra.integrations.kinds import DeliveryContext, message_for, sender_for
 from infra.integrations.occurrences import IncidentStates
 from infra.integrations.senders import Sender
 from infra.integrations.store import POSITIONS, Attempt
@@ -35,7 +38,7 @@ RECORD_EVERY = 0.5
 WAIT_SLICE = 5.0
 
 
-class DeliveryFailed(Exception):
+class DeliveryFailed(Unavailable):
     """The destination did not accept a message; tried again when it is due."""
 
 
@@ -63,12 +66,15 @@ def _ignore() -> None:
     return None
 
 
-class IntegrationDelivery:
-    """The handler of one integration's follower (Delivering: "done" is the destination
-    accepting the message)."""
+@contextlib.contextmanager
+def _no_turn() -> Iterator[None]:
+    yield
 
-    batch_size = 100
-    read_ahead = True
+
+class IntegrationDelivery(Delivering):
+    """The handler of one integration's follower ("done": the destination accepted)."""
+
+    batch_size = 250
     positions = POSITIONS
 
     def __init__(self, integration: Integration, context: DeliveryContext,
@@ -86,6 +92,7 @@ class IntegrationDelivery:
         # how to make sure the lease is still held while waiting.
         self.save_progress: Callable[[int, int], None] = self._save_directly
         self.check_lease: Callable[[], None] = _ignore
+        self.write_turn: Callable[[], AbstractContextManager[None]] = _no_turn
 
     # The follower's calls.
 
@@ -112,8 +119,7 @@ class IntegrationDelivery:
         for stored in events:
             if stored.position <= self.saved:
                 continue  # delivered by an earlier try of this batch
-            occurrence = self.states.occurrence(stored)
-            message = compose(self.integration, occurrence, self.context)
+            message = message_for(self.integration, stored, self.states, self.context)
             if message is not None:
                 attempt = self.sender.send(message, self.state.failures + 1)
                 pending.append(attempt)
@@ -143,12 +149,13 @@ class IntegrationDelivery:
 
     def _record(self, attempts: list[Attempt], done: int) -> None:
         if attempts:
-            self.context.store.record(self.integration.id, attempts, self.state)
+            with self.write_turn():
+                self.context.store.record(self.integration.id, attempts, self.state)
         self.move_position(self.saved, done)
 
     def _failed(self, attempts: list[Attempt], done: int, attempt: Attempt) -> None:
-        now = attempt.at
-        since = self.state.failing_since or now
+        now = datetime.now(UTC)  # the attempt ended now (its `at` is when it started)
+        since = self.state.failing_since or attempt.at
         failures = self.state.failures + 1
         disable = now - since >= self.schedule.disable_after
         if disable:
@@ -159,7 +166,9 @@ class IntegrationDelivery:
             due = now + timedelta(seconds=self.schedule.delay(failures))
             self.state = replace(self.state, failing_since=since, failures=failures,
                                  next_attempt_at=due)
-        self.context.store.record(self.integration.id, attempts, self.state, disable=disable)
+        with self.write_turn():
+            self.context.store.record(self.integration.id, attempts, self.state,
+                                      disable=disable)
         self.move_position(self.saved, done)
         if disable:
             log.warning("%s: disabled after failing since %s", self.name, rfc3339(since))
@@ -180,8 +189,8 @@ class IntegrationDelivery:
             self.check_lease()
 
     def _save_directly(self, start: int, end: int) -> None:
-        """Saving without a follower (tests, a single worker): compare-and-set."""
-        with self.context.store.database.transaction(write=True) as cursor:
+        """Saving without a follower's lease (a handler driven by hand): compare-and-set."""
+        with self.write_turn(), self.context.store.database.transaction(write=True) as cursor:
             moved = cursor.execute(
                 f"UPDATE {POSITIONS} SET position = ? WHERE name = ? AND position = ? "
                 "RETURNING position", (end, self.name, start)).fetchone()

@@ -5,8 +5,8 @@ A destination is refused when its host is, or resolves to, an address that is no
 globally reachable: loopback, private, link-local, shared, reserved, multicast,
 unspecified, and IPv6 forms that carry such an IPv4 address (mapped, 6to4, Teredo, NAT64).
 The check runs when an integration is created or changed, and again on every connection
-the sender opens (the guarded transport checks the very address it connects to, so a
-name that resolves differently later is still caught). Redirects are never followed.
+the sender opens (http_post connects to the very addresses checked here, so a name that
+resolves differently later is still caught). Redirects are never followed.
 """
 
 from __future__ import annotations
@@ -17,11 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlsplit
-
-import httpcore
-import httpx
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -148,46 +144,3 @@ def _bounded(resolver: Resolver, host: str, port: int) -> Sequence[str]:
     """A lookup that gives up waiting after RESOLVE_TIMEOUT (getaddrinfo cannot be
     cancelled, so it finishes in the background)."""
     return _lookups.submit(resolver, host, port).result(timeout=RESOLVE_TIMEOUT)
-
-
-class GuardedBackend(httpcore.SyncBackend):
-    """Opens connections only to addresses the policy allows: the address checked is the
-    one connected to."""
-
-    def __init__(self, policy: NetworkPolicy) -> None:
-        self.policy = policy
-
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                    local_address: str | None = None,
-                    socket_options: Any = None) -> httpcore.NetworkStream:
-        try:
-            addresses = self.policy.addresses(host, port)
-        except OSError as error:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {error}") from error
-        last: Exception | None = None
-        for address in addresses:
-            try:
-                return super().connect_tcp(address, port, timeout, local_address,
-                                           socket_options)
-            except httpcore.ConnectError as error:
-                last = error
-        assert last is not None
-        raise last
-
-
-class GuardedTransport(httpx.HTTPTransport):
-    """httpx's transport over the guarded backend (no proxies from the environment)."""
-
-    def __init__(self, policy: NetworkPolicy) -> None:
-        super().__init__(trust_env=False, retries=0)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_connections=4, max_keepalive_connections=2, keepalive_expiry=30.0,
-            network_backend=GuardedBackend(policy),
-        )
-
-
-def http_client(policy: NetworkPolicy, timeout: float) -> httpx.Client:
-    """A client for one integration: guarded connections, no redirects followed."""
-    return httpx.Client(transport=GuardedTransport(policy), timeout=timeout,
-                        follow_redirects=False, trust_env=False)

@@ -12,12 +12,13 @@ from ipaddress import ip_network
 from eventsourcing.persistence import Mapper
 
 from commands.cloudevents import SOURCE, rfc3339
-from infra.event_log import EventLog
+from domain.values import Severity
+from infra.event_log import EventLog, StoredCloudEvent
 from infra.integrations import messages
 from infra.integrations.config import PAGERDUTY_URL, Integration
 from infra.integrations.destinations import NetworkPolicy
 from infra.integrations.messages import TEST_TYPE, Message
-from infra.integrations.occurrences import Occurrence, visible_document
+from infra.integrations.occurrences import IncidentStates, Occurrence, visible_document
 from infra.integrations.senders import HttpSender, MailSender, Sender
 from infra.integrations.store import IntegrationStore
 from infra.settings import Settings, smtp_server
@@ -56,6 +57,22 @@ def sender_for(integration: Integration, context: DeliveryContext) -> Sender:
     assert url is not None, "webhook and slack integrations have a url"
     secret = integration.secret if integration.kind == "webhook" else None
     return HttpSender(url, context.policy, secret)
+
+
+def message_for(integration: Integration, stored: StoredCloudEvent, states: IncidentStates,
+                context: DeliveryContext) -> Message | None:
+    """The message this integration gets for a stored event (None: nothing). The incident
+    is folded only when the filters or the kind need it: a webhook that takes every event
+    as stored sends the stored bytes as they are."""
+    filters = integration.filters
+    if not filters.takes_type(stored.type):
+        return None
+    if integration.kind == "webhook" and filters.include_internal \
+            and not filters.services and filters.min_severity is Severity.MINOR:
+        event_id: str = json.loads(stored.document)["id"]
+        return Message(event_id, stored.position, stored.type, stored.document,
+                       messages.CLOUDEVENTS_JSON)
+    return compose(integration, states.occurrence(stored), context)
 
 
 def compose(integration: Integration, occurrence: Occurrence, context: DeliveryContext

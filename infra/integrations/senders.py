@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import logging
+import ssl
 import time
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 
 import aiosmtplib
-import httpx
 from standardwebhooks.webhooks import Webhook
 
-from infra.integrations.destinations import DestinationRefused, NetworkPolicy, http_client
+from infra.integrations.destinations import DestinationRefused, NetworkPolicy
+from infra.integrations.http_post import CannotConnect, Poster
 from infra.integrations.messages import Message
 from infra.integrations.store import Attempt
 from infra.settings import SmtpServer
@@ -55,7 +57,7 @@ class HttpSender(Sender):
         self.url = url
         self.timeout = timeout
         self.signer = Webhook(secret) if secret else None
-        self.client = http_client(policy, timeout)
+        self.poster = Poster(url, policy, timeout)
 
     def headers(self, message: Message) -> dict[str, str]:
         headers = {"Content-Type": message.content_type, "User-Agent": USER_AGENT}
@@ -70,34 +72,32 @@ class HttpSender(Sender):
     def send(self, message: Message, attempt: int) -> Attempt:
         at, started = datetime.now(UTC), time.perf_counter()
         try:
-            response = self.client.post(self.url, content=message.body,
-                                        headers=self.headers(message))
+            answer = self.poster.post(message.body, self.headers(message))
         except DestinationRefused as error:
             return _attempt(message, attempt, at, started, error=f"refused: {error}")
-        except httpx.TimeoutException:
+        except TimeoutError:
             return _attempt(message, attempt, at, started,
                             error=f"no answer within {self.timeout:g} s")
-        except httpx.HTTPError as error:
+        except ssl.SSLError as error:
+            return _attempt(message, attempt, at, started, error=f"TLS: {error}")
+        except (OSError, http.client.HTTPException) as error:
             return _attempt(message, attempt, at, started, error=describe(error))
-        status = response.status_code
+        status = answer.status
         if 200 <= status < 300:
             return _attempt(message, attempt, at, started, status=status)
-        if response.is_redirect:
+        if 300 <= status < 400:
             return _attempt(message, attempt, at, started, status=status,
                             error=f"HTTP {status}: redirects are not followed")
         return _attempt(message, attempt, at, started, status=status, error=f"HTTP {status}")
 
     def close(self) -> None:
-        self.client.close()
+        self.poster.close()
 
 
 def describe(error: BaseException) -> str:
     """An error as attempts list it: what went wrong, never a URL or a credential."""
-    cause: BaseException = error
-    while cause.__cause__ is not None and not str(cause).strip():
-        cause = cause.__cause__
-    text = str(cause).strip() or type(cause).__name__
-    if isinstance(error, httpx.ConnectError):
+    text = str(error).strip() or type(error).__name__
+    if isinstance(error, CannotConnect):
         return f"cannot connect: {text}"
     return f"{type(error).__name__}: {text}"
 

@@ -16,11 +16,19 @@ from datetime import datetime
 from typing import Any
 
 from infra.database import Database
-from infra.event_log import store_head
-from infra.integrations.config import SEVERITY_RANK, DeliveryState, Integration, from_settings
+from infra.event_log import EventLog
+from infra.integrations.config import (
+    SEVERITY_RANK,
+    DeliveryState,
+    Filters,
+    Integration,
+    from_settings,
+)
 from projections.base import micros, moment
 
 POSITIONS = "relay_positions"  # the delivering followers' positions (see follower_positions)
+# Lag is counted exactly over this many pending events; beyond them every event counts.
+LAG_SCAN = 10_000
 _COLUMNS = ("id, kind, name, enabled, settings, secret, created_at, updated_at, revision, "
             "last_delivered_at, failing_since, next_attempt_at, failures, disabled_reason")
 
@@ -59,8 +67,9 @@ def _at(value: Any) -> datetime | None:
 
 
 class IntegrationStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, event_log: EventLog) -> None:
         self.database = database
+        self.event_log = event_log
 
     def create_tables(self) -> None:
         """Creates what is missing, one statement a transaction (see Projector)."""
@@ -93,8 +102,8 @@ class IntegrationStore:
     def add(self, integration: Integration) -> int:
         """Stores a new integration, positioned at the store's head (it receives what is
         stored after its creation); returns that position."""
+        head = self.event_log.last_position()
         with self.database.transaction(write=True) as cursor:
-            head = store_head(cursor, self.database)
             cursor.execute(
                 f"INSERT INTO integrations ({_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, 0, NULL)",
@@ -159,8 +168,7 @@ class IntegrationStore:
         return int(row[0]) if row else 0
 
     def head(self) -> int:
-        with self.database.transaction() as cursor:
-            return store_head(cursor, self.database)
+        return self.event_log.last_position()
 
     def replay(self, integration_id: str, after: int) -> bool:
         """Moves the integration back (or on) to `after` and makes the next attempt due
@@ -182,6 +190,10 @@ class IntegrationStore:
         """Keeps attempts and the delivery state together. `disable` turns the integration
         off (a new revision, so every deliverer stops it)."""
         with self.database.transaction(write=True, pipeline=True) as cursor:
+            # An integration removed meanwhile keeps no attempts.
+            if cursor.execute("SELECT 1 FROM integrations WHERE id = ?",
+                              (integration_id,)).fetchone() is None:
+                return
             if attempts:
                 cursor.executemany(
                     "INSERT INTO integration_deliveries (integration_id, event_id, position, "
@@ -220,40 +232,45 @@ class IntegrationStore:
 
     def lag(self, integration: Integration, position: int) -> int:
         """Events after `position` that match the integration's filters, as their
-        incidents stand now in the incident list (events of incidents it has not
-        projected yet count)."""
+        incidents stand now in the incident list (an incident it has not projected yet
+        counts). Exact over the next LAG_SCAN events; every event beyond them counts."""
         filters = integration.filters
-        table, column = self.database.events_table, self.database.position_column
-        sql = (f"SELECT count(*) FROM {table} e LEFT JOIN incidents i "
-               f"ON i.id = e.originator_id WHERE e.{column} > ?")
-        params: list[Any] = [position]
-        if filters.event_types:
-            sql += f" AND e.topic IN ({', '.join('?' * len(filters.event_types))})"
-            params += list(filters.event_types)
-        conditions = _incident_conditions(integration)
-        if conditions:
-            sql += f" AND (i.id IS NULL OR ({' AND '.join(c for c, _ in conditions)}))"
-            for _, values in conditions:
-                params += values
+        pending = self.event_log.read(position, LAG_SCAN, filters.event_types)
+        if not pending:
+            return 0
+        taken = self._incidents_taken(filters, {e.subject for e in pending})
+        lag = sum(1 for e in pending if taken.get(e.subject, True))
+        if len(pending) == LAG_SCAN:
+            lag += max(0, self.event_log.last_position() - pending[-1].position)
+        return lag
+
+    def _incidents_taken(self, filters: Filters, ids: set[str]) -> dict[str, bool]:
+        """Whether each incident (as the incident list has it now) passes the filters."""
+        wanted = [s.value for s, rank in SEVERITY_RANK.items()
+                  if rank >= SEVERITY_RANK[filters.min_severity]]
+        found: dict[str, bool] = {}
+        listed = sorted(ids)
         with self.database.transaction() as cursor:
-            row = cursor.execute(sql, params).fetchone()
-        return int(row[0]) if row else 0
-
-
-def _incident_conditions(integration: Integration) -> list[tuple[str, list[Any]]]:
-    filters = integration.filters
-    conditions: list[tuple[str, list[Any]]] = []
-    if not filters.include_internal:
-        conditions.append(("i.is_public = ?", [True]))
-    wanted = [s.value for s, rank in SEVERITY_RANK.items()
-              if rank >= SEVERITY_RANK[filters.min_severity]]
-    if len(wanted) < len(SEVERITY_RANK):
-        conditions.append((f"i.severity IN ({', '.join('?' * len(wanted))})", list(wanted)))
-    if filters.services:
-        conditions.append((
-            "EXISTS (SELECT 1 FROM incident_services s WHERE s.incident_id = i.id AND "
-            f"s.name IN ({', '.join('?' * len(filters.services))}))", list(filters.services)))
-    return conditions
+            for start in range(0, len(listed), 500):
+                chunk = listed[start:start + 500]
+                marks = ", ".join("?" * len(chunk))
+                rows = cursor.execute(
+                    "SELECT id, severity, is_public, deleted FROM incidents "
+                    f"WHERE id IN ({marks})", chunk).fetchall()
+                services: dict[str, set[str]] = {}
+                if filters.services:
+                    for incident_id, name in cursor.execute(
+                            "SELECT incident_id, name FROM incident_services "
+                            f"WHERE incident_id IN ({marks})", chunk).fetchall():
+                        services.setdefault(str(incident_id), set()).add(str(name))
+                for incident_id, severity, is_public, deleted in rows:
+                    found[str(incident_id)] = (
+                        severity in wanted
+                        and (filters.include_internal or (bool(is_public) and not deleted))
+                        and (not filters.services
+                             or bool(services.get(str(incident_id), set())
+                                     & set(filters.services))))
+        return found
 
 
 def _integration(row: Sequence[Any]) -> Integration:

@@ -22,8 +22,10 @@ ADMIN = {"Authorization": f"Bearer {TOKENS['admin']}"}
 @pytest.fixture(scope="module")
 def browser_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     url = f"sqlite:///{tmp_path_factory.mktemp('browser') / 'store.db'}"
-    built = bootstrap(make_settings(url, INTEGRATIONS_ALLOW_PRIVATE_NETWORKS="true"))
+    built = bootstrap(make_settings(url, INTEGRATIONS_ALLOW_PRIVATE_NETWORKS="true",
+                                    DELIVERY_RETRY_INITIAL_SECONDS="1"))
     built.start_projections()
+    built.start_delivery()
     yield built
     built.close()
 
@@ -78,6 +80,29 @@ def test_an_admin_adds_tests_pauses_resumes_and_replays_a_webhook(
     expect(page.locator("[data-report]")).to_have_text(
         "Replaying what was stored after position 0.")
     assert api.get(f"/api/v1/integrations/{mine['id']}", headers=ADMIN).json()["position"] == 0
+
+
+def test_a_failing_integration_shows_since_when_and_its_failed_attempts(
+        page: Page, api: httpx.Client, receiver: HttpReceiver) -> None:
+    name = f"flaky-{uuid.uuid4().hex[:8]}"
+    receiver.mode = "fail"
+    added = api.post("/api/v1/integrations", headers=ADMIN, json={
+        "kind": "slack", "name": name, "url": receiver.url, "services": [name]})
+    assert added.status_code == 201, added.text
+    sign_in(page, "admin", "/dashboard/integrations")
+    card = page.locator("section.integration", has_text=name)
+    expect(card.locator("[data-state]")).to_have_text("Delivering")
+    created = api.post("/api/v1/incidents", json={"title": f"{name} incident",
+                                                  "affected_services": [name]})
+    assert created.status_code == 201
+    expect(card.locator("[data-state]")).to_have_text("Failing")  # the page looks again
+    expect(card.locator("[data-failing-since]")).to_be_visible()
+    expect(card.locator("[data-lag]")).to_have_text("1 event")
+    expect(card.locator("table.deliveries")).to_contain_text("HTTP 500")
+    receiver.mode = "ok"
+    receiver.wait_for(1)
+    expect(card.locator("[data-state]")).to_have_text("Delivering")
+    expect(card.locator("[data-lag]")).to_have_text("0 events")
 
 
 def test_a_bad_destination_is_shown_on_its_field(page: Page) -> None:

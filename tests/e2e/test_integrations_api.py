@@ -4,7 +4,10 @@ problems for bad input, and no secret in any list."""
 from __future__ import annotations
 
 import base64
+import ssl
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -312,3 +315,24 @@ def test_deliveries_are_paged_newest_first(http: httpx.Client, receiver: HttpRec
     assert len(seen) == 5
     assert seen == sorted(seen, reverse=True)
     assert all(r.json()["text"].startswith("Test message") for r in receiver.delivered())
+
+
+def test_destinations_must_show_a_trusted_certificate(http: httpx.Client,
+                                                      tmp_path: Path) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    receiver = HttpReceiver(tls=context).start()
+    try:
+        body = add(http, kind="webhook", url=receiver.url)
+        assert body["url"].startswith("https://")
+        attempt = http.post(f"{BASE}/{body['id']}/test", headers=ADMIN).json()
+    finally:
+        receiver.stop()
+    assert attempt["outcome"] == "failed"
+    assert attempt["error"].startswith("TLS: ")
+    assert "CERTIFICATE_VERIFY_FAILED" in attempt["error"]
+    assert receiver.delivered() == []
