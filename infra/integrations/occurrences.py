@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from eventsourcing.persistence import Mapper, StoredEvent
 
-from api.render import public_document
 from domain.incident import IncidentEvent
 from infra.event_log import EventLog, StoredCloudEvent
 from infra.integrations.config import Filters
@@ -26,6 +25,10 @@ CACHED_INCIDENTS = 5_000
 def public_form(document: bytes) -> bytes | None:
     """The document an anonymous reader gets from the incident's timeline (None: nothing
     public in it). The one visibility rule decides; this only names it for integrations."""
+    # Imported here: the API's module brings in the web framework, which processes that
+    # only deliver (or only project) need not load at start-up.
+    from api.render import public_document
+
     return public_document(document)
 
 
