@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
-from api.schemas import Flag, Names, Storable, not_null
+from api.schemas import Flag, Storable, not_null
 from domain.incident import event_type_named
 from domain.values import Severity
 from infra.integrations.config import Kind
@@ -53,6 +53,9 @@ Recipients = Annotated[list[MailAddress], Field(min_length=1, max_length=50)]
 RoutingKey = Annotated[str, AfterValidator(routing_key)]
 EventType = Annotated[str, StringConstraints(max_length=100), AfterValidator(event_type)]
 EventTypes = Annotated[list[EventType], Field(max_length=20)]
+ServiceName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), Storable]
+Names = Annotated[list[ServiceName], Field(max_length=50)]
 IntegrationName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), Storable]
 

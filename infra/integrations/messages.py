@@ -20,8 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from commands.cloudevents import event_id as cloudevent_id
 from domain.incident import Incident
 from domain.values import Severity, Status
-from infra.integrations.occurrences import Occurrence
-from projections.incident_history import IncidentRecord
+from infra.integrations.occurrences import IncidentRecord, Occurrence
 
 JSON = "application/json"
 CLOUDEVENTS_JSON = "application/cloudevents+json"

@@ -11,13 +11,16 @@ import json
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from eventsourcing.persistence import Mapper, StoredEvent
 
 from domain.incident import IncidentEvent
+from domain.values import IncidentType, Severity, Status
+from domain.visibility import Audience, event_for
 from infra.event_log import EventLog, StoredCloudEvent
 from infra.integrations.config import Filters
-from projections.incident_history import IncidentRecord, evolve
+from projections.incident_history import Record, evolve
 
 CACHED_INCIDENTS = 5_000
 
@@ -25,11 +28,33 @@ CACHED_INCIDENTS = 5_000
 def public_form(document: bytes) -> bytes | None:
     """The document an anonymous reader gets from the incident's timeline (None: nothing
     public in it). The one visibility rule decides; this only names it for integrations."""
-    # Imported here: the API's module brings in the web framework, which processes that
-    # only deliver (or only project) need not load at start-up.
-    from api.render import public_document
+    return event_for(Audience.PUBLIC, document)
 
-    return public_document(document)
+
+@dataclass(frozen=True)
+class IncidentRecord:
+    """What integrations read of an incident as the fold left it."""
+
+    id: str
+    title: str
+    status: Status
+    severity: Severity
+    incident_type: IncidentType
+    affected_services: tuple[str, ...]
+    affected_regions: tuple[str, ...]
+    public_message: str
+    internal_notes: str
+    is_public: bool
+    deleted: bool
+    updated_at: datetime
+    version: int
+
+    @classmethod
+    def of(cls, record: Record) -> IncidentRecord:
+        return cls(**{name: record[name] for name in _RECORD_FIELDS})
+
+
+_RECORD_FIELDS = tuple(IncidentRecord.__dataclass_fields__)
 
 
 def shown_to_public(record: IncidentRecord | None) -> bool:
@@ -86,7 +111,7 @@ class IncidentStates:
         self.event_log = event_log
         self.mapper = mapper
         self.size = size
-        self._known: OrderedDict[str, IncidentRecord] = OrderedDict()
+        self._known: OrderedDict[str, Record] = OrderedDict()
 
     def decode(self, stored: StoredCloudEvent) -> IncidentEvent:
         event = self.mapper.to_domain_event(StoredEvent(
@@ -103,25 +128,26 @@ class IncidentStates:
         before = self._before(stored)
         after = evolve(before, event)
         self._remember(stored.subject, after)
-        return Occurrence(stored, event, before, after)
+        return Occurrence(stored, event, None if before is None else IncidentRecord.of(before),
+                          IncidentRecord.of(after))
 
-    def _before(self, stored: StoredCloudEvent) -> IncidentRecord | None:
+    def _before(self, stored: StoredCloudEvent) -> Record | None:
         known = self._known.get(stored.subject)
-        if known is not None and known.version == stored.version - 1:
+        if known is not None and known["version"] == stored.version - 1:
             return known
         if stored.version == 1:
             return None
         return self._fold(stored)
 
-    def _fold(self, stored: StoredCloudEvent) -> IncidentRecord | None:
-        record: IncidentRecord | None = None
+    def _fold(self, stored: StoredCloudEvent) -> Record | None:
+        record: Record | None = None
         for earlier in self.event_log.read_all(stored.subject):
             if earlier.version >= stored.version:
                 break
             record = evolve(record, self.decode(earlier))
         return record
 
-    def _remember(self, incident_id: str, record: IncidentRecord) -> None:
+    def _remember(self, incident_id: str, record: Record) -> None:
         self._known[incident_id] = record
         self._known.move_to_end(incident_id)
         while len(self._known) > self.size:

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from domain.visibility import Audience
 from infra.bootstrap import Services, bootstrap
 from infra.settings import Settings
 from tests.conftest import TOKENS, WRITER, make_settings
@@ -220,7 +221,7 @@ def _matches_filters(services: Services, document: bytes) -> bool:
     event = json.loads(document)
     if event["type"].rpartition(".")[2] not in ("created", "resolved"):
         return False
-    incident = services.queries.get_incident(event["subject"], internal=True)
+    incident = services.queries.get_incident(event["subject"], audience=Audience.READER)
     assert incident is not None
     return "db" in incident["affected_services"] and incident["severity"] in ("high", "critical")
 
