@@ -18,13 +18,9 @@ document again only if the ETag changed.
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import format_datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -33,81 +29,20 @@ from pydantic import BaseModel, Field, StringConstraints
 from api import feeds_xml
 from api.consistency import Consistent
 from api.deps import IncidentId
+from api.feed_cache import Answer, Answers, Reading, etag_of, not_modified, self_url, settled
 from api.feeds_xml import ATOM_TYPE, RSS_TYPE, Channel
 from api.problems import Problem
 from infra.bootstrap import Services
 from infra.settings import Settings
-from projections.base import micros, moment
+from projections.base import moment
 from projections.feed_queries import MAX_ENTRIES, FeedQueries
 
 router = APIRouter(prefix="/api/v1", tags=["feeds"])
 
-# Changes whenever the documents' shape does, so that no cache keeps an older rendering.
-FORMAT = "feeds-1"
-# Last-Modified has whole seconds: it is only sent once the second of the newest change
-# (and a margin for changes still on their way into the read tables) is over, so that a
-# later change can never carry the same Last-Modified.
-SETTLED_MICROS = 2_000_000
-CACHE_BYTES = 32 * 1024 * 1024
-CACHE_ENTRIES = 4096
 
 ServiceName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 _CONDITIONAL: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not Modified: the ETag or date sent still holds"}}
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A feed as read at one position of the read model."""
-
-    position: int
-    etag: str
-    newest: int | None  # the newest public change it depends on: its Last-Modified
-    body: bytes
-
-
-@dataclass(frozen=True)
-class Reading:
-    """A feed just read: its answer but for the document, rendered only when needed (the
-    same ETag means the same bytes: a feed whose rows did not move keeps its document)."""
-
-    position: int
-    etag: str
-    newest: int | None
-    render: Callable[[], bytes]
-
-
-class Answers:
-    """The latest answer of each feed URL, least recently used out first, bounded by
-    size. An answer serves only while the read model is at the position it was read at."""
-
-    def __init__(self, max_bytes: int = CACHE_BYTES, max_entries: int = CACHE_ENTRIES) -> None:
-        self.max_bytes, self.max_entries = max_bytes, max_entries
-        self.entries: OrderedDict[tuple[str, str], Answer] = OrderedDict()
-        self.size = 0
-        self.lock = threading.Lock()
-
-    def get(self, key: tuple[str, str], position: int | None = None) -> Answer | None:
-        """The answer kept for `key`, if read at `position` (any, if None)."""
-        with self.lock:
-            found = self.entries.get(key)
-            if found is None or (position is not None and found.position != position):
-                return None
-            self.entries.move_to_end(key)
-            return found
-
-    def put(self, key: tuple[str, str], answer: Answer) -> None:
-        if len(answer.body) > self.max_bytes // 8:
-            return
-        with self.lock:
-            old = self.entries.pop(key, None)
-            if old is not None:
-                self.size -= len(old.body)
-            self.entries[key] = answer
-            self.size += len(answer.body)
-            while self.size > self.max_bytes or len(self.entries) > self.max_entries:
-                _, dropped = self.entries.popitem(last=False)
-                self.size -= len(dropped.body)
 
 
 @dataclass(frozen=True)
@@ -144,52 +79,6 @@ def _responses(media_type: str) -> dict[int | str, dict[str, Any]]:
                                  "incident is public and in feeds"}}
 
 
-def self_url(request: Request, settings: Settings) -> str:
-    """The URL of this request as sent (path and query still percent-encoded), on
-    PUBLIC_BASE_URL when that is set."""
-    raw_path = request.scope.get("raw_path")
-    path = raw_path.decode("latin-1") if raw_path else request.url.path
-    query = request.scope.get("query_string", b"").decode("latin-1")
-    base = settings.public_base_url or f"{request.url.scheme}://{request.url.netloc}"
-    return f"{base}{path}{'?' + query if query else ''}"
-
-
-def _etag(*parts: object) -> str:
-    digest = hashlib.blake2b(repr((FORMAT, *parts)).encode("utf-8", "surrogatepass"),
-                             digest_size=16).hexdigest()
-    return f'"{digest}"'
-
-
-def _tags(header: str) -> list[str]:
-    return [t.strip().removeprefix("W/") for t in header.split(",") if t.strip()]
-
-
-def not_modified(request: Request, etag: str, last_modified: int | None) -> bool:
-    """True when the client's copy is current: If-None-Match (weak comparison, `*`
-    matches) decides when sent; otherwise If-Modified-Since, against a settled
-    Last-Modified only."""
-    if_none_match = request.headers.get("if-none-match")
-    if if_none_match is not None:
-        tags = _tags(if_none_match)
-        return "*" in tags or etag in tags
-    if_modified_since = request.headers.get("if-modified-since")
-    if if_modified_since is None or last_modified is None:
-        return False
-    try:
-        since = parsedate_to_datetime(if_modified_since)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return False  # not an HTTP date: ignored, as RFC 9110 says
-    if since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)
-    return last_modified // 1_000_000 <= since.timestamp()
-
-
-def _settled(us: int | None) -> int | None:
-    if us is None or micros(datetime.now(UTC)) - us < SETTLED_MICROS:
-        return None
-    return us
-
-
 def _serve(kind: str, request: Request, feeds: FeedReader,
            read: Callable[[str], Reading | None]) -> Response:
     """The feed's answer: from memory while the read model has not moved, else `read`
@@ -207,7 +96,7 @@ def _serve(kind: str, request: Request, feeds: FeedReader,
             reading.render()
         answer = Answer(reading.position, reading.etag, reading.newest, body)
         feeds.answers.put(key, answer)
-    last_modified = _settled(answer.newest)
+    last_modified = settled(answer.newest)
     headers = {"ETag": answer.etag,
                "Cache-Control": f"public, max-age={settings.rss_ttl_minutes * 60}"}
     if last_modified is not None:
@@ -246,7 +135,7 @@ def _general(kind: str, request: Request, feeds: FeedReader,
             updated=incidents[0].last_public_change if incidents else (found.newest or 0),
             ttl_minutes=settings.rss_ttl_minutes,
         )
-        etag = _etag(kind, url, base, settings.rss_ttl_minutes, channel.updated,
+        etag = etag_of(kind, url, base, settings.rss_ttl_minutes, channel.updated,
                      [(i.id, i.position) for i in incidents])
         return Reading(found.position, etag, found.newest, lambda: _render(kind)(
             channel, [feeds_xml.incident_item(base, i) for i in incidents]))
@@ -274,7 +163,7 @@ def _one_incident(kind: str, request: Request, feeds: FeedReader, incident_id: s
             ttl_minutes=settings.rss_ttl_minutes,
         )
         # Every public entry moves the incident's position: it alone tells the feed's state.
-        etag = _etag(kind, url, base, settings.rss_ttl_minutes, incident.id, incident.position)
+        etag = etag_of(kind, url, base, settings.rss_ttl_minutes, incident.id, incident.position)
 
         def render() -> bytes:
             entries = feeds.queries.entries(incident, limit=max_items)

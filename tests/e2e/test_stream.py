@@ -19,7 +19,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.datastructures import State
 
-from api.routes.stream import StreamConfig
+from api.sse import StreamConfig
 from commands.application import NewIncident
 from domain.visibility import Audience, event_for
 from infra.bootstrap import Services, bootstrap
