@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
+from anyio import to_thread
 from fastapi import Depends, Request
 
 from api.problems import Problem
 from domain.visibility import Audience
 from infra.settings import Role
+from infra.tokens import Authenticator, Principal
 
 _RANK: dict[str, int] = {"reader": 1, "writer": 2, "admin": 3}
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="product-status"'}
@@ -19,6 +20,7 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="product-status"'}
 @dataclass(frozen=True)
 class Caller:
     role: Role | None
+    name: str | None = None  # the token's name: the actor of the caller's commands
 
     @property
     def audience(self) -> Audience:
@@ -37,11 +39,21 @@ async def identify(request: Request) -> Caller:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Problem(401, "Authorization must be 'Bearer <token>'", headers=_CHALLENGE)
-    tokens: dict[str, Role] = request.app.state.services.settings.api_tokens
-    for known, role in tokens.items():
-        if hmac.compare_digest(known.encode(), token.encode()):
-            return Caller(role)
-    raise Problem(401, "the bearer token is not valid", headers=_CHALLENGE)
+    principal = await _authenticate(request.app.state.services.authenticator, token)
+    if principal is None:
+        raise Problem(401, "the bearer token is not valid", headers=_CHALLENGE)
+    return Caller(principal.role, principal.name)
+
+
+async def _authenticate(authenticator: Authenticator, token: str) -> Principal | None:
+    """From memory when it can; the token table is asked off the event loop."""
+    principal = authenticator.configured(token)
+    if principal is not None:
+        return principal
+    known, principal = authenticator.cached(token)
+    if known:
+        return principal
+    return await to_thread.run_sync(authenticator.lookup, token)
 
 
 def _requiring(role: Role) -> object:

@@ -33,6 +33,7 @@ from infra.projector import Projector
 from infra.relay import Relay, RelayConfig
 from infra.settings import Settings
 from infra.store_watch import StoreWatch
+from infra.tokens import Authenticator, TokenStore
 from projections.feed_queries import FeedQueries
 from projections.queries import IncidentQueries
 
@@ -53,6 +54,7 @@ class Services:
     store_watch: StoreWatch
     integrations: IntegrationAdmin
     deliverers: Deliverers  # the integrations this process delivers, once started
+    authenticator: Authenticator
     relay: Relay | None = None  # the NATS relay, when CLOUDEVENT_BROKER_URL is set
     _stop: threading.Event = field(default_factory=threading.Event)
     _delivering: threading.Thread | None = None
@@ -175,6 +177,8 @@ def bootstrap(settings: Settings) -> Services:
         Positions(database, DELIVERIES).create([], schema_locked=True)
         integration_store = IntegrationStore(database, event_log)
         integration_store.create_tables()
+        token_store = TokenStore(database, now)
+        token_store.create_table()
     barrier = ReadBarrier(database, event_log, projector.names)
     followers.listener.on_progress(barrier.progressed)
     # Each commit of this process: constant work, however many streams are open.
@@ -200,5 +204,6 @@ def bootstrap(settings: Settings) -> Services:
         store_watch=store_watch,
         integrations=IntegrationAdmin(delivery, changed=deliverers.wake),
         deliverers=deliverers,
+        authenticator=Authenticator(settings.api_tokens, token_store),
         relay=relay,
     )

@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from infra import cli_tokens
 from infra.settings import Settings, SettingsError, load_settings
 
 
@@ -236,6 +237,7 @@ def parser() -> argparse.ArgumentParser:
     events.add_argument("--limit", type=_non_negative, default=None,
                         help="print at most this many events")
     events.set_defaults(run=_events)
+    cli_tokens.add_parser(commands)
     return top
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import resource
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parseaddr
 from ipaddress import ip_network
 from pathlib import Path
@@ -68,6 +68,53 @@ def smtp_server(url: str) -> SmtpServer:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
     )
+# A token's name: what the audit log records as the actor of its commands.
+TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# The actor of the service's own commands; no token may take the name.
+SYSTEM_ACTOR = "system"
+
+
+def check_token_name(name: str) -> None:
+    """Raises ValueError unless `name` may name a token."""
+    if not TOKEN_NAME.match(name):
+        raise ValueError(f"a token name is 1-64 letters, digits, '.', '_' or '-' "
+                         f"(starting with a letter or digit), got {name!r}")
+    if name == SYSTEM_ACTOR:
+        raise ValueError(f"the name {SYSTEM_ACTOR!r} is reserved for the service's own actions")
+
+
+@dataclass(frozen=True)
+class ConfiguredToken:
+    """A token from API_TOKENS: its name (the actor of its commands), role and secret."""
+
+    name: str
+    role: Role
+    secret: str = field(repr=False)
+
+
+def parse_api_tokens(text: str) -> tuple[ConfiguredToken, ...]:
+    """`role:token` (named after the role) or `name:role:token` entries, comma-separated."""
+    found: list[ConfiguredToken] = []
+    for entry in filter(None, (e.strip() for e in text.split(","))):
+        parts = entry.split(":", 2)
+        if len(parts) == 3 and parts[1] in ROLES:
+            name, role, secret = parts
+        elif len(parts) >= 2 and parts[0] in ROLES:
+            name, role, secret = parts[0], parts[0], entry.partition(":")[2]
+        else:
+            shown = entry.split(":")[0]
+            raise ValueError(f"expected role:token or name:role:token entries separated by "
+                             f"commas with roles {', '.join(ROLES)}; an entry starting "
+                             f"{shown!r} is neither")
+        if not secret.strip():
+            raise ValueError(f"the token named {name!r} is empty")
+        check_token_name(name)
+        if any(t.name == name for t in found):
+            raise ValueError(f"two tokens are named {name!r}; name them name:role:token")
+        if any(t.secret == secret for t in found):
+            raise ValueError(f"the token named {name!r} is the same secret as another")
+        found.append(ConfiguredToken(name, role, secret))  # type: ignore[arg-type]
+    return tuple(found)
 
 
 class SettingsError(Exception):
@@ -81,7 +128,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     host: str = "127.0.0.1"
     port: int = Field(default=8003, ge=1, le=65535)
-    api_tokens: Annotated[dict[str, Role], NoDecode] = Field(default_factory=dict, repr=False)
+    api_tokens: Annotated[tuple[ConfiguredToken, ...], NoDecode] = Field(default=(), repr=False)
     public_base_url: str | None = None
     incident_rss_enabled: bool = True
     incident_max_updates: int = Field(default=100, ge=1, le=100_000)
@@ -128,17 +175,7 @@ class Settings(BaseSettings):
     @field_validator("api_tokens", mode="before")
     @classmethod
     def _api_tokens(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        tokens: dict[str, str] = {}
-        for pair in filter(None, (p.strip() for p in value.split(","))):
-            role, sep, token = pair.partition(":")
-            if not sep or not token:
-                raise ValueError(f"expected role:token pairs separated by commas, got {pair!r}")
-            if role not in ROLES:
-                raise ValueError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
-            tokens[token] = role
-        return tokens
+        return parse_api_tokens(value) if isinstance(value, str) else value
 
     @field_validator("public_base_url", "cloudevent_broker_url")
     @classmethod
