@@ -8,8 +8,10 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import problems
+from api.auth import identify
 from api.consistency import ExpireStaleCookie
 from api.limits import BodySizeLimit
+from api.rate_limits import document_limits, take_sign_up
 from api.routes import (
     events,
     feeds,
@@ -35,6 +37,9 @@ def create_app(services: Services) -> FastAPI:
     problems.install(app)
     app.add_middleware(BodySizeLimit)
     app.add_middleware(ExpireStaleCookie)
+    for module in (health, queries, feeds, incidents, stream, events, integrations, pages,
+                   integration_pages):
+        document_limits(module.router, identify, take_sign_up)
     app.include_router(health.router)
     # Fixed paths (/incidents/status/summary, /incidents/rss/feed, ...) before
     # /incidents/{incident_id}, or they would be taken for ids.

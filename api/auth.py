@@ -9,6 +9,7 @@ from anyio import to_thread
 from fastapi import Depends, Request
 
 from api.problems import Problem
+from api.rate_limits import failed_authentication, refuse_blocked_address, take_write
 from domain.visibility import Audience
 from infra.settings import Role
 from infra.tokens import Authenticator, Principal
@@ -35,13 +36,16 @@ async def identify(request: Request) -> Caller:
     header = request.headers.get("authorization")
     if header is None:
         return Caller(None)
+    refuse_blocked_address(request)
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise Problem(401, "Authorization must be 'Bearer <token>'", headers=_CHALLENGE)
+        raise await failed_authentication(request, Problem(
+            401, "Authorization must be 'Bearer <token>'", headers=_CHALLENGE))
     principal = await _authenticate(request.app.state.services.authenticator, token)
     if principal is None:
-        raise Problem(401, "the bearer token is not valid", headers=_CHALLENGE)
+        raise await failed_authentication(request, Problem(
+            401, "the bearer token is not valid", headers=_CHALLENGE))
     return Caller(principal.role, principal.name)
 
 
@@ -57,12 +61,16 @@ async def _authenticate(authenticator: Authenticator, token: str) -> Principal |
 
 
 def _requiring(role: Role) -> object:
-    async def check(caller: Annotated[Caller, Depends(identify)]) -> Caller:
+    """The caller, if its token has at least `role`; a write (any method but GET, HEAD,
+    OPTIONS) also takes one of the token's writes of the minute."""
+
+    async def check(request: Request, caller: Annotated[Caller, Depends(identify)]) -> Caller:
         if caller.role is None:
             raise Problem(401, f"this needs a bearer token with the {role} role",
                           headers=_CHALLENGE)
         if not caller.at_least(role):
             raise Problem(403, f"this needs the {role} role; the token has {caller.role}")
+        await take_write(request, caller.name or caller.role)
         return caller
 
     return check

@@ -44,6 +44,7 @@ _TITLES = {
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
     428: "Precondition Required",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -72,6 +73,20 @@ def incident_not_found(incident_id: str) -> Problem:
     hidden from the caller (private, deleted, not yet declared at `as_of`), are alike,
     so that a 404 tells nothing about what exists."""
     return Problem(404, str(IncidentNotFound(incident_id)))
+
+
+def problem_schema() -> dict[str, Any]:
+    """The JSON schema of a problem document, for the API description."""
+    return {
+        "type": "object",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+        },
+    }
 
 
 def problem_response(

@@ -80,6 +80,8 @@ def _app_server(database_url: str) -> tuple[Any, Callable[[], None]]:
             "API_TOKENS": f"writer:{WRITER_TOKEN}",
             # Updates spread over few incidents would otherwise hit the 100-update cap.
             "INCIDENT_MAX_UPDATES": "100000",
+            # The writes of one token, measured: the per-token limit counts them all.
+            "RATE_LIMIT_WRITES_PER_MINUTE": "1000000",
         }
     )
     services = bootstrap(settings)

@@ -124,7 +124,8 @@ def _app_server(database_url: str) -> tuple[Any, Callable[[], None]]:
     from infra.bootstrap import bootstrap
     from infra.settings import load_settings
 
-    settings = load_settings({"DATABASE_URL": database_url, "API_TOKENS": API_TOKENS})
+    settings = load_settings({"DATABASE_URL": database_url, "API_TOKENS": API_TOKENS,
+                              "RATE_LIMIT_WRITES_PER_MINUTE": "1000000"})
     services = bootstrap(settings)
     return create_app(services), services.close
 
@@ -187,7 +188,8 @@ def cli_env(database_url: str, port: int | None = None) -> dict[str, str]:
              "PUBLIC_BASE_URL", "INCIDENT_RSS_ENABLED", "INCIDENT_MAX_UPDATES",
              "INCIDENT_AUTO_RESOLVE_HOURS", "CLOUDEVENT_TOPIC", "RSS_TTL_MINUTES", "DATA_DIR")
     env = {k: v for k, v in os.environ.items() if k.upper() not in names}
-    env.update({"DATABASE_URL": database_url, "API_TOKENS": API_TOKENS, "HOST": LOOPBACK})
+    env.update({"DATABASE_URL": database_url, "API_TOKENS": API_TOKENS, "HOST": LOOPBACK,
+                "RATE_LIMIT_WRITES_PER_MINUTE": "1000000"})
     if port is not None:
         env["PORT"] = str(port)
     return env

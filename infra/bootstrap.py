@@ -30,6 +30,7 @@ from infra.integrations.following import starter
 from infra.integrations.kinds import DeliveryContext
 from infra.integrations.store import IntegrationStore
 from infra.projector import Projector
+from infra.rate_limits import RateLimits
 from infra.relay import Relay, RelayConfig
 from infra.settings import Settings
 from infra.store_watch import StoreWatch
@@ -55,6 +56,7 @@ class Services:
     integrations: IntegrationAdmin
     deliverers: Deliverers  # the integrations this process delivers, once started
     authenticator: Authenticator
+    rate_limits: RateLimits
     relay: Relay | None = None  # the NATS relay, when CLOUDEVENT_BROKER_URL is set
     _stop: threading.Event = field(default_factory=threading.Event)
     _delivering: threading.Thread | None = None
@@ -87,6 +89,7 @@ class Services:
         self.followers.close()
         close_leases(self.database)
         self.commands.close()
+        self.rate_limits.close()
         self.database.close()
 
 
@@ -142,6 +145,14 @@ def open_database(settings: Settings) -> Database:
     return PostgresDatabase(str(settings.database_url))
 
 
+def open_rate_limits(settings: Settings, database: Database) -> RateLimits:
+    """On SQLite the counts get a file of their own beside the store (see rate_limits)."""
+    path = sqlite_path(settings)
+    limits = RateLimits(database, None if path is None else path.with_name(path.name + ".limits"))
+    limits.create_table()
+    return limits
+
+
 @contextmanager
 def schema_lock(settings: Settings) -> Iterator[None]:
     """Serialises creating tables across processes starting at once on one PostgreSQL
@@ -179,6 +190,7 @@ def bootstrap(settings: Settings) -> Services:
         integration_store.create_tables()
         token_store = TokenStore(database, now)
         token_store.create_table()
+        rate_limits = open_rate_limits(settings, database)
     barrier = ReadBarrier(database, event_log, projector.names)
     followers.listener.on_progress(barrier.progressed)
     # Each commit of this process: constant work, however many streams are open.
@@ -205,5 +217,6 @@ def bootstrap(settings: Settings) -> Services:
         integrations=IntegrationAdmin(delivery, changed=deliverers.wake),
         deliverers=deliverers,
         authenticator=Authenticator(settings.api_tokens, token_store),
+        rate_limits=rate_limits,
         relay=relay,
     )

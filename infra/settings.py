@@ -158,6 +158,8 @@ class Settings(BaseSettings):
     integrations_allowed_networks: Annotated[tuple[str, ...], NoDecode] = ()
     smtp_url: str | None = Field(default=None, repr=False)
     email_from: str = "Product Status <status@localhost>"
+    # Writes a token may make in any minute, counted across every process on the database.
+    rate_limit_writes_per_minute: int = Field(default=600, ge=1, le=1_000_000)
 
     @field_validator("database_url")
     @classmethod
