@@ -11,6 +11,7 @@ from api import problems
 from api.auth import identify
 from api.consistency import ExpireStaleCookie
 from api.limits import BodySizeLimit
+from api.observability import Observed
 from api.rate_limits import document_limits, take_sign_up
 from api.routes import (
     events,
@@ -19,6 +20,7 @@ from api.routes import (
     incidents,
     integration_pages,
     integrations,
+    metrics,
     pages,
     queries,
     stream,
@@ -37,10 +39,12 @@ def create_app(services: Services) -> FastAPI:
     problems.install(app)
     app.add_middleware(BodySizeLimit)
     app.add_middleware(ExpireStaleCookie)
-    for module in (health, queries, feeds, incidents, stream, events, integrations, pages,
-                   integration_pages):
+    app.add_middleware(Observed)  # the outermost: it sees every answer, and times it
+    for module in (health, metrics, queries, feeds, incidents, stream, events, integrations,
+                   pages, integration_pages):
         document_limits(module.router, identify, take_sign_up)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     # Fixed paths (/incidents/status/summary, /incidents/rss/feed, ...) before
     # /incidents/{incident_id}, or they would be taken for ids.
     app.include_router(queries.router)

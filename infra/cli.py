@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
 from infra import cli_tokens
+from infra.logs import configure_logging
 from infra.settings import Settings, SettingsError, load_settings
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from api.app import create_app
     from infra.bootstrap import bootstrap
     from infra.http_server import Server, ServerLimits, server_config
+    from infra.metrics import process_exited
     from infra.settings import open_files_limit
 
     open_files = open_files_limit()
@@ -42,11 +51,16 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         server = Server(server_config(create_app(services), settings, limits))
         # uvicorn waits for open responses before shutting down; live streams never end alone.
         services.store_watch.close_when(lambda: server.should_exit)
-        server.run()
+        # uvicorn shuts down on SIGINT or SIGTERM, then raises the signal again: end here,
+        # through `finally`, rather than with a traceback or no clean-up at all.
+        signal.signal(signal.SIGTERM, _interrupt)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
         if not server.started:
             return 3  # could not start (e.g. the port is taken), as uvicorn.run says
     finally:
         services.close()
+        process_exited(os.getpid())
     return 0
 
 
@@ -80,7 +94,6 @@ def _events(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _project(settings: Settings, _: argparse.Namespace) -> int:
-    import signal
     import threading
 
     from infra.bootstrap import bootstrap
@@ -102,7 +115,6 @@ def _project(settings: Settings, _: argparse.Namespace) -> int:
 
 def _publish(settings: Settings, args: argparse.Namespace) -> int:
     import json
-    import signal
     import threading
 
     from infra.bootstrap import bootstrap
@@ -243,12 +255,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = load_settings()
     except SettingsError as error:
         print(f"product-status: bad setting: {error}", file=sys.stderr)
         return 2
+    configure_logging(settings.log_format)
     code: int = args.run(settings, args)
     return code
 

@@ -234,6 +234,9 @@ class Server(uvicorn.Server):
 
 
 def server_config(app: Any, settings: Settings, limits: ServerLimits) -> Config:
+    # Logging as configured (infra/logs.py, LOG_FORMAT): uvicorn installs no handlers of its
+    # own, and the app writes one access line per request (with its request id).
     return Config(app, host=settings.host, port=settings.port, log_level="info",
                   timeout_graceful_shutdown=5, http=guarded_protocol(limits), ws="none",
-                  backlog=limits.accept_batch, timeout_keep_alive=limits.keep_alive_timeout)
+                  backlog=limits.accept_batch, timeout_keep_alive=limits.keep_alive_timeout,
+                  log_config=None, access_log=False)

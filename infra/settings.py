@@ -160,6 +160,10 @@ class Settings(BaseSettings):
     email_from: str = "Product Status <status@localhost>"
     # Writes a token may make in any minute, counted across every process on the database.
     rate_limit_writes_per_minute: int = Field(default=600, ge=1, le=1_000_000)
+    log_format: Literal["text", "json"] = "text"
+    # prometheus-client's own variable (it reads it too): worker processes behind one port
+    # keep their metrics in files there, and /metrics sums them.
+    prometheus_multiproc_dir: Path | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -178,6 +182,15 @@ class Settings(BaseSettings):
     @classmethod
     def _api_tokens(cls, value: object) -> object:
         return parse_api_tokens(value) if isinstance(value, str) else value
+
+    @field_validator("prometheus_multiproc_dir")
+    @classmethod
+    def _multiproc_dir(cls, value: Path | None) -> Path | None:
+        if value is None or not str(value):
+            return None
+        if not value.is_dir():
+            raise ValueError(f"must be an existing directory, got {str(value)!r}")
+        return value
 
     @field_validator("public_base_url", "cloudevent_broker_url")
     @classmethod
