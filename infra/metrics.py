@@ -10,7 +10,7 @@ Two kinds:
   follower's position and lag, the same whichever process answers.
 
 What a scrape without a token gets is limited to what anyone could see from outside
-(`public_families`): requests made without a token, and the open streams. Everything
+(`public_families`): the requests and open streams of callers without a token. Everything
 else counts private activity too (the store's head counts every write).
 """
 
@@ -179,10 +179,9 @@ class _Families:
 
 
 def public_families(family: Metric) -> Metric | None:
-    """Of a family, what anyone may see: requests made without a token, open streams."""
-    if family.name == f"{PREFIX}_open_event_streams":
-        return family
-    if family.name not in (f"{PREFIX}_http_requests", f"{PREFIX}_http_request_duration_seconds"):
+    """Of a family, what anyone may see: requests and streams of callers without a token."""
+    if family.name not in (f"{PREFIX}_http_requests", f"{PREFIX}_http_request_duration_seconds",
+                           f"{PREFIX}_open_event_streams"):
         return None
     kept = Metric(family.name, family.documentation, family.type, family.unit)
     kept.samples = [s for s in family.samples if s.labels.get("caller") == "anonymous"]
