@@ -14,6 +14,7 @@ from api.limits import BodySizeLimit
 from api.observability import Observed
 from api.rate_limits import document_limits, take_sign_up
 from api.routes import (
+    audit,
     events,
     feeds,
     health,
@@ -40,8 +41,8 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(BodySizeLimit)
     app.add_middleware(ExpireStaleCookie)
     app.add_middleware(Observed)  # the outermost: it sees every answer, and times it
-    for module in (health, metrics, queries, feeds, incidents, stream, events, integrations,
-                   pages, integration_pages):
+    for module in (health, metrics, queries, feeds, incidents, stream, events, audit,
+                   integrations, pages, integration_pages):
         document_limits(module.router, identify, take_sign_up)
     app.include_router(health.router)
     app.include_router(metrics.router)
@@ -53,6 +54,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(stream.router)
     app.include_router(events.router)
     app.include_router(integrations.router)
+    app.include_router(audit.router)
     app.include_router(pages.router)
     app.include_router(integration_pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")

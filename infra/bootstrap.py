@@ -17,6 +17,8 @@ from eventsourcing.persistence import ApplicationRecorder
 from eventsourcing.utils import get_topic
 
 from commands.application import IncidentCommands
+from infra.audit_chain import start_chain
+from infra.chained_store import ChainedPostgresRecorder, ChainedSQLiteRecorder
 from infra.consistency import ReadBarrier
 from infra.database import SCHEMA_LOCK, Database, PostgresDatabase, SQLiteDatabase
 from infra.event_log import EventLog
@@ -119,6 +121,7 @@ def persistence_env(settings: Settings) -> dict[str, str]:
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": str(path),
             "SQLITE_LOCK_TIMEOUT": "30",
+            "APPLICATION_RECORDER_TOPIC": get_topic(ChainedSQLiteRecorder),
         }
     parts = urlsplit(settings.database_url or "")
     return {
@@ -135,6 +138,7 @@ def persistence_env(settings: Settings) -> dict[str, str]:
         "POSTGRES_LOCK_TIMEOUT": "5",
         # End a session that idles inside a transaction (seconds), releasing its locks.
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "5",
+        "APPLICATION_RECORDER_TOPIC": get_topic(ChainedPostgresRecorder),
     }
 
 
@@ -181,6 +185,7 @@ def bootstrap(settings: Settings) -> Services:
         recorder = commands.recorder
         assert isinstance(recorder, ApplicationRecorder)
         event_log = EventLog(recorder, database)
+        start_chain(event_log)
         followers = Followers(database, event_log)
         projector = Projector(followers, commands.mapper)
         projector.create_tables()

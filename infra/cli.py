@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from infra import cli_tokens
+from infra import cli_audit, cli_tokens
 from infra.logs import configure_logging
 from infra.settings import Settings, SettingsError, load_settings
 
@@ -250,6 +250,7 @@ def parser() -> argparse.ArgumentParser:
                         help="print at most this many events")
     events.set_defaults(run=_events)
     cli_tokens.add_parser(commands)
+    cli_audit.add_parser(commands)
     return top
 
 

@@ -44,6 +44,11 @@ class EventLog:
         return name
 
     @property
+    def position_column(self) -> str:
+        """The store's column of positions (eventsourcing's notification ids)."""
+        return "rowid" if self.database.dialect == "sqlite" else "notification_id"
+
+    @property
     def channel(self) -> str | None:
         """The channel PostgreSQL NOTIFYs on each insert into the store (None: SQLite,
         whose recorder notifies nobody)."""
@@ -66,7 +71,7 @@ class EventLog:
         # per message. Nor can it filter by incident (`select_events` can, through the
         # primary key, but drops the positions `?subject=` pages by). Same table and
         # columns as the recorder's.
-        position = "rowid" if self.database.dialect == "sqlite" else "notification_id"
+        position = self.position_column
         sql = (f"SELECT {position}, originator_id, originator_version, topic, state "
                f"FROM {self.table} WHERE {position} > ?")
         params: list[Any] = [after]

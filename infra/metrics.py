@@ -36,8 +36,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from infra.database import Database
-from infra.event_log import store_head
-from projections.base import Cursor
+from infra.event_log import EventLog
+from infra.follower_positions import DELIVERIES, READ_MODELS, Positions
 
 log = logging.getLogger("product_status.metrics")
 
@@ -46,8 +46,8 @@ PREFIX = "product_status"
 # Latency buckets, seconds: most answers take milliseconds; read-your-writes waits up to 2 s.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                     10.0)
-# Tables of followers' positions: (table, kind of follower).
-FOLLOWER_TABLES = (("projection_positions", "projection"), ("relay_positions", "delivery"))
+# The followers' positions (infra/follower_positions.py), by what "done" means for them.
+FOLLOWER_TABLES = ((READ_MODELS, "projection"), (DELIVERIES, "delivery"))
 
 
 def multiprocess_dir() -> str | None:
@@ -112,8 +112,9 @@ def process_exited(pid: int) -> None:
 class StoreCollector:
     """The store's head and each follower's position and lag, read when scraped."""
 
-    def __init__(self, database: Database) -> None:
-        self.database = database
+    def __init__(self, event_log: EventLog) -> None:
+        self.event_log = event_log
+        self.database: Database = event_log.database
 
     def describe(self) -> list[Metric]:
         return []  # read at collection only: describing would query the database
@@ -145,22 +146,10 @@ class StoreCollector:
         yield lag
 
     def _read(self) -> tuple[int, list[tuple[str, str, int]]]:
-        found = []
-        with self.database.transaction() as cursor:
-            head = store_head(cursor, self.database)
-            for table, kind in FOLLOWER_TABLES:
-                if self._exists(cursor, table):
-                    rows = cursor.execute(f"SELECT name, position FROM {table}").fetchall()
-                    found += [(str(name), kind, int(at)) for name, at in rows]
+        head = self.event_log.last_position()
+        found = [(name, kind, at) for table, kind in FOLLOWER_TABLES
+                 for name, at in Positions(self.database, table).all().items()]
         return head, sorted(found)
-
-    def _exists(self, cursor: Cursor, table: str) -> bool:
-        if self.database.dialect == "postgres":
-            row = cursor.execute("SELECT to_regclass(?) IS NOT NULL", (table,)).fetchone()
-        else:
-            row = cursor.execute("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' "
-                                 "AND name = ?", (table,)).fetchone()
-        return bool(row and row[0])
 
 
 class _Families:

@@ -19,6 +19,6 @@ async def metrics(request: Request, caller: AnyCaller) -> Response:
     with a token (any role) also events stored, the store's head, and each follower's
     position and lag (they count private activity too)."""
     services = request.app.state.services
-    store = StoreCollector(services.database)
+    store = StoreCollector(services.event_log)
     body = await to_thread.run_sync(lambda: exposition(store, everything=caller.is_reader))
     return Response(body, media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})

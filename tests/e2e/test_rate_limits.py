@@ -135,7 +135,7 @@ class Clock:
 def _database(url: str, tmp_path: Path) -> Database:
     if url.startswith("sqlite"):
         return SQLiteDatabase(tmp_path / "store.db")
-    return PostgresDatabase(url, "unused")
+    return PostgresDatabase(url)
 
 
 def test_a_limit_counts_a_sliding_window(database_url: str, tmp_path: Path) -> None:
