@@ -1,0 +1,203 @@
+"""The production topology as processes on one machine: two API processes
+(`serve --no-projectors --no-relay`), two `project`, two `publish` and two `deliver` on one
+PostgreSQL and a three-node NATS JetStream cluster (stream replicas 3).
+
+`make fleet` runs `python -m tests.fleet`: it starts everything, prints where, and stops
+it all on Ctrl-C. tests/e2e/test_fleet.py drives the same fleet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nats
+
+from tests.processes import CLI, CliProcess, ServeProcess
+from tests.servers import (
+    LOOPBACK,
+    _nats_handshake,
+    create_database,
+    drop_database,
+    find_nats_server,
+    free_port,
+    postgres_server,
+)
+
+TOKENS = "admin:fleet-admin,writer:fleet-writer,reader:fleet-reader"
+WRITER = {"Authorization": "Bearer fleet-writer"}
+READER = {"Authorization": "Bearer fleet-reader"}
+
+
+@dataclass
+class NatsNode:
+    name: str
+    port: int
+    cluster_port: int
+    store: Path
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{LOOPBACK}:{self.port}"
+
+
+class NatsCluster:
+    """Three JetStream nodes on loopback, routed to each other."""
+
+    def __init__(self, base: Path, size: int = 3) -> None:
+        self.binary = find_nats_server()
+        self.nodes = [NatsNode(f"node-{n}", free_port(), free_port(), base / f"nats-{n}",
+                               base / f"nats-{n}.log") for n in range(1, size + 1)]
+
+    @property
+    def urls(self) -> str:
+        return ",".join(node.url for node in self.nodes)
+
+    def start(self) -> None:
+        for node in self.nodes:
+            self.start_node(node)
+        asyncio.run(self._wait_for_jetstream())
+
+    def start_node(self, node: NatsNode) -> None:
+        node.store.mkdir(parents=True, exist_ok=True)
+        routes = ",".join(f"nats://{LOOPBACK}:{other.cluster_port}" for other in self.nodes
+                          if other is not node)
+        with node.log.open("ab") as log:
+            node.process = subprocess.Popen(
+                [str(self.binary), "-a", LOOPBACK, "-p", str(node.port), "-js",
+                 "-sd", str(node.store), "-n", node.name, "--cluster_name", "product-status",
+                 "--cluster", f"nats://{LOOPBACK}:{node.cluster_port}", "--routes", routes],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                _nats_handshake(LOOPBACK, node.port, timeout=2)
+                return
+            except OSError:
+                assert node.process.poll() is None, node.log.read_text()
+                assert time.monotonic() < deadline, f"{node.name} did not start"
+                time.sleep(0.1)
+
+    async def _wait_for_jetstream(self) -> None:
+        """Until the cluster elected a JetStream leader (it answers account info)."""
+        client = await nats.connect(self.nodes[0].url)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    await client.jetstream().account_info()
+                    return
+                except Exception:
+                    assert time.monotonic() < deadline, "JetStream has no leader"
+                    await asyncio.sleep(0.2)
+        finally:
+            await client.close()
+
+    def kill(self, node: NatsNode) -> None:
+        if node.process is not None and node.process.poll() is None:
+            node.process.kill()
+            node.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            if node.process is not None and node.process.poll() is None:
+                node.process.send_signal(signal.SIGTERM)
+        for node in self.nodes:
+            if node.process is not None:
+                try:
+                    node.process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    node.process.kill()
+
+
+@dataclass
+class Fleet:
+    base: Path
+    database_url: str
+    nats: NatsCluster
+    env: dict[str, str]
+    apis: list[ServeProcess] = field(default_factory=list)
+    workers: dict[str, list[CliProcess]] = field(default_factory=dict)
+
+    def start_worker(self, command: str, number: int) -> CliProcess:
+        process = CliProcess([command], self.env, self.base / f"{command}-{number}.log")
+        self.workers.setdefault(command, []).append(process)
+        return process
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
+                         for path in sorted(self.base.glob("*.log")))
+
+    def stop(self) -> None:
+        for process in [*self.apis, *(p for group in self.workers.values() for p in group)]:
+            process.stop(signal.SIGTERM)
+
+
+def worker_commands() -> list[str]:
+    """The follower processes of the topology: `deliver` once the CLI has it."""
+    found = subprocess.run([CLI, "--help"], capture_output=True, text=True, check=False)
+    return ["project", "publish"] + (["deliver"] if " deliver " in found.stdout else [])
+
+
+@contextlib.contextmanager
+def fleet(base: Path | None = None, **settings: str) -> Iterator[Fleet]:
+    own = base is None
+    base = base or Path(tempfile.mkdtemp(prefix="product-status-fleet-"))
+    with postgres_server() as server_url:
+        database_url = create_database(server_url)
+        cluster = NatsCluster(base)
+        running: Fleet | None = None
+        try:
+            cluster.start()
+            env = {"DATABASE_URL": database_url, "API_TOKENS": TOKENS,
+                   "CLOUDEVENT_BROKER_URL": cluster.urls, "CLOUDEVENT_STREAM_REPLICAS": "3",
+                   "PUBLIC_BASE_URL": "http://status.example", **settings}
+            running = Fleet(base, database_url, cluster, env)
+            for command in worker_commands():
+                for number in (1, 2):
+                    running.start_worker(command, number)
+            for number in (1, 2):
+                running.apis.append(ServeProcess(env, base / f"serve-{number}.log",
+                                                 "--no-projectors", "--no-relay"))
+            yield running
+        finally:
+            if running is not None:
+                running.stop()
+            cluster.stop()
+            drop_database(database_url)
+            if own:
+                shutil.rmtree(base, ignore_errors=True)
+
+
+def main() -> int:
+    """Starts the fleet and keeps it until Ctrl-C."""
+    with fleet() as running:
+        print(f"PostgreSQL: {running.database_url}")
+        print(f"NATS cluster: {running.nats.urls} (stream replicas 3)")
+        for api in running.apis:
+            print(f"API: {api.url}  (tokens: {TOKENS})")
+        for command, processes in running.workers.items():
+            print(f"{command}: {len(processes)} processes")
+        print(f"logs: {running.base}; Ctrl-C stops everything")
+        with contextlib.suppress(KeyboardInterrupt):
+            while all(api.alive() for api in running.apis):
+                time.sleep(1)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
