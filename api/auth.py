@@ -28,6 +28,12 @@ class Caller:
         """What it may see (`domain.visibility`): any token sees everything."""
         return Audience.PUBLIC if self.role is None else Audience.READER
 
+    @property
+    def actor(self) -> str:
+        """Who the audit log says issued the caller's commands: its token's name."""
+        assert self.name is not None, "only a caller with a token issues commands"
+        return self.name
+
     def at_least(self, role: Role) -> bool:
         return self.role is not None and _RANK[self.role] >= _RANK[role]
 

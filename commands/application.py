@@ -27,7 +27,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import Environment, get_topic
 
-from commands.cloudevents import CloudEventMapper
+from commands.cloudevents import SYSTEM_ACTOR, CloudEventMapper
 from commands.exactly_once import save_once
 from domain.fields import DETAIL_FIELDS, INCIDENT_FIELDS, UPDATE_FIELDS, given_values
 from domain.incident import Incident, IncidentEvent
@@ -125,6 +125,8 @@ class IncidentCommands(Application[str]):
         self.retry_budget_seconds = retry_budget_seconds
         # Called with the store position after each commit (read-your-writes, wake-ups).
         self.listeners: list[Callable[[int], None]] = []
+        # Called with the CloudEvents types of the events of each commit (metrics).
+        self.type_listeners: list[Callable[[Sequence[str]], None]] = []
         super().__init__(
             {
                 **env,
@@ -139,11 +141,14 @@ class IncidentCommands(Application[str]):
 
     # Commands.
 
-    def create(self, new: NewIncident, request_key: str | None = None) -> Written:
+    # Each takes the `actor` who issued it (a token's name), recorded with its events.
+
+    def create(self, new: NewIncident, request_key: str | None = None, *,
+               actor: str = SYSTEM_ACTOR) -> Written:
         incident_id = incident_id_for_key(request_key) if request_key else self.new_incident_id()
         incident = Incident.declare(incident_id=incident_id, at=self.clock(), **new.details)
         try:
-            return self._save(incident, [], self.new_command_id())
+            return self._save(incident, [], self.new_command_id(), actor)
         except IntegrityError:
             if request_key is None:
                 raise
@@ -155,14 +160,15 @@ class IncidentCommands(Application[str]):
         return Written(incident_id, history[:1], None, recorded=False)
 
     def change_details(
-        self, incident_id: str, changes: Mapping[str, Any], expected_version: int | None = None
+        self, incident_id: str, changes: Mapping[str, Any], expected_version: int | None = None,
+        *, actor: str = SYSTEM_ACTOR,
     ) -> Written:
         def decide(incident: Incident, history: Sequence[IncidentEvent]) -> None:
             current = details_of(history)
             differing = {k: v for k, v in changes.items() if current.get(k) != v}
             incident.change_details(at=self.clock(), changes=differing)
 
-        return self._command(incident_id, expected_version, decide)
+        return self._command(incident_id, expected_version, actor, decide)
 
     def add_update(
         self,
@@ -170,6 +176,8 @@ class IncidentCommands(Application[str]):
         update: NewUpdate,
         expected_version: int | None = None,
         request_key: str | None = None,
+        *,
+        actor: str = SYSTEM_ACTOR,
     ) -> Written:
         def replay(incident: Incident, history: Sequence[IncidentEvent]) -> Written | None:
             version = incident.version_of_update(request_key) if request_key else None
@@ -188,15 +196,16 @@ class IncidentCommands(Application[str]):
             incident.add_update(at=self.clock(), max_updates=self.max_updates,
                                 request_key=request_key, **update.values)
 
-        return self._command(incident_id, expected_version, decide, replay)
+        return self._command(incident_id, expected_version, actor, decide, replay)
 
-    def delete(self, incident_id: str, expected_version: int | None = None) -> Written:
+    def delete(self, incident_id: str, expected_version: int | None = None, *,
+               actor: str = SYSTEM_ACTOR) -> Written:
         def decide(incident: Incident, _: Sequence[IncidentEvent]) -> None:
             if incident.deleted:
                 raise IncidentNotFound(incident_id)
             incident.delete(at=self.clock())
 
-        return self._command(incident_id, expected_version, decide)
+        return self._command(incident_id, expected_version, actor, decide)
 
     # Reading the write side's own events (audit, answers to commands).
 
@@ -216,20 +225,24 @@ class IncidentCommands(Application[str]):
         return incident, history
 
     def _save(
-        self, incident: Incident, history: Sequence[IncidentEvent], command_id: str
+        self, incident: Incident, history: Sequence[IncidentEvent], command_id: str, actor: str
     ) -> Written:
         new_events: list[IncidentEvent] = list(incident.collect_events())  # type: ignore[arg-type]
         if not new_events:
             return Written(incident.id, history, None, recorded=False)
-        position = save_once(self, new_events, command_id)
+        position = save_once(self, new_events, command_id, actor)
         for listener in self.listeners:
             listener(position)
+        types = [get_topic(type(event)) for event in new_events]
+        for type_listener in self.type_listeners:
+            type_listener(types)
         return Written(incident.id, [*history, *new_events], position, recorded=True)
 
     def _command(
         self,
         incident_id: str,
         expected_version: int | None,
+        actor: str,
         decide: Callable[[Incident, Sequence[IncidentEvent]], None],
         replay: Callable[[Incident, Sequence[IncidentEvent]], Written | None] | None = None,
     ) -> Written:
@@ -245,7 +258,7 @@ class IncidentCommands(Application[str]):
                 raise VersionMismatch(expected_version, incident.version)
             decide(incident, history)
             try:
-                return self._save(incident, history, command_id)
+                return self._save(incident, history, command_id, actor)
             except IntegrityError:
                 if expected_version is not None:
                     # Lost the race for the expected version. A racing twin with the

@@ -35,19 +35,23 @@ CONTENT_TYPE = "application/json"
 IDEMPOTENCY_EXTENSION = "idempotencykey"
 # Extension attribute carrying the id of the command that recorded the event.
 COMMAND_EXTENSION = "commandid"
+# Extension attribute naming who issued the command: a token's name, or SYSTEM_ACTOR.
+ACTOR_EXTENSION = "actor"
+SYSTEM_ACTOR = "system"  # the service's own commands
 # Event attributes that become CloudEvents attributes rather than `data` fields.
 _ENVELOPE_FIELDS = ("originator_id", "originator_version", "timestamp", "originator_topic")
 
 _json_format = JSONFormat()
 # The command whose events are being mapped: the mapper only ever sees domain events, and
 # the command id belongs to the save, not to the incident's state.
-_recording: ContextVar[str | None] = ContextVar("recording_command", default=None)
+_recording: ContextVar[tuple[str, str] | None] = ContextVar("recording_command", default=None)
 
 
 @contextmanager
-def recording_command(command_id: str) -> Iterator[None]:
-    """Events mapped to stored documents inside this block carry `command_id`."""
-    token = _recording.set(command_id)
+def recording_command(command_id: str, actor: str = SYSTEM_ACTOR) -> Iterator[None]:
+    """Events mapped to stored documents inside this block carry `command_id` and the
+    command's `actor`."""
+    token = _recording.set((command_id, actor))
     try:
         yield
     finally:
@@ -135,9 +139,9 @@ class CloudEventMapper(Mapper[str]):
         }
         if request_key is not None:
             attributes[IDEMPOTENCY_EXTENSION] = request_key
-        command_id = _recording.get()
-        if command_id is not None:
-            attributes[COMMAND_EXTENSION] = command_id
+        recording = _recording.get()
+        if recording is not None:
+            attributes[COMMAND_EXTENSION], attributes[ACTOR_EXTENSION] = recording
         document = _json_format.write(CloudEvent(attributes=attributes, data=data))
         return StoredEvent(
             originator_id=incident_id,

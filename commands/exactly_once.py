@@ -18,7 +18,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 from eventsourcing.utils import get_topic
 
-from commands.cloudevents import command_id_of, recording_command
+from commands.cloudevents import SYSTEM_ACTOR, command_id_of, recording_command
 
 # Errors of the store's connection: the outcome of a save that raised one is open.
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
@@ -37,12 +37,13 @@ class StoreUnavailable(Exception):
         )
 
 
-def save_once(app: Application[str], new_events: Sequence[Any], command_id: str) -> int:
+def save_once(app: Application[str], new_events: Sequence[Any], command_id: str,
+              actor: str = SYSTEM_ACTOR) -> int:
     """Stores one command's events atomically, stamped with `command_id`; returns the
     store position of the last. Raises IntegrityError when a rival took the version,
     StoreUnavailable when the outcome cannot be known."""
     try:
-        with recording_command(command_id):
+        with recording_command(command_id, actor):
             recordings = app.save(*new_events)
     except IntegrityError:
         position = _landed(app, new_events, command_id)

@@ -13,14 +13,18 @@ rewritten from some position on no longer has that head.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from commands.cloudevents import ACTOR_EXTENSION
 from infra.database import Database
-from infra.event_log import EventLog
 from projections.base import Cursor
+
+if TYPE_CHECKING:  # infra.event_log finds actors through this module's table
+    from infra.event_log import EventLog
 
 TABLE = "audit_chain"
 GENESIS = "0" * 64
@@ -67,10 +71,22 @@ def link(previous: str, position: int, subject: str, version: int, kind: str,
     return digest.hexdigest()
 
 
-def create_statement(dialect: str) -> str:
+def create_statements(dialect: str) -> list[str]:
+    """The chain, and the events' actors beside their links (GET /api/v1/events?actor=
+    finds an actor's events through them)."""
     kind = "BIGINT" if dialect == "postgres" else "INTEGER"
-    return (f"CREATE TABLE IF NOT EXISTS {TABLE} (position {kind} PRIMARY KEY, "
-            "sha256 TEXT NOT NULL)")
+    return [f"CREATE TABLE IF NOT EXISTS {TABLE} (position {kind} PRIMARY KEY, "
+            "sha256 TEXT NOT NULL, actor TEXT)",
+            f"CREATE INDEX IF NOT EXISTS {TABLE}_actor ON {TABLE} (actor, position)"]
+
+
+def actor_of(document: bytes) -> str | None:
+    """The `actor` extension attribute of a stored document (None before actors)."""
+    try:
+        found = json.loads(document).get(ACTOR_EXTENSION)
+    except (ValueError, AttributeError):
+        return None
+    return found if isinstance(found, str) else None
 
 
 def head_of(cursor: Any) -> Head:
@@ -86,13 +102,17 @@ def head_of(cursor: Any) -> Head:
 
 
 def links_for(previous: str, events: Sequence[tuple[int, str, int, str, bytes]]
-              ) -> list[tuple[int, str]]:
-    """The links of newly stored events (position order), following `previous`."""
+              ) -> list[tuple[int, str, str | None]]:
+    """The rows of newly stored events (position order), following `previous`:
+    (position, link, actor)."""
     found = []
     for position, subject, version, kind, document in sorted(events, key=lambda e: e[0]):
         previous = link(previous, position, subject, version, kind, bytes(document))
-        found.append((position, previous))
+        found.append((position, previous, actor_of(bytes(document))))
     return found
+
+
+INSERT = f"INSERT INTO {TABLE} (position, sha256, actor) VALUES (?, ?, ?)"
 
 
 def read_head(database: Database) -> Head:
@@ -104,8 +124,9 @@ def start_chain(log: EventLog) -> None:
     """Creates the table; a store that has events but no chain yet (made before the chain
     existed) gets its links now, with writers held off."""
     database = log.database
-    with database.transaction(write=True) as cursor:
-        cursor.execute(create_statement(database.dialect))
+    for statement in create_statements(database.dialect):
+        with database.transaction(write=True) as cursor:
+            cursor.execute(statement)
     with database.transaction(write=True) as cursor:
         if database.dialect == "postgres":
             cursor.execute(f"LOCK TABLE {log.table} IN EXCLUSIVE MODE")
@@ -114,7 +135,7 @@ def start_chain(log: EventLog) -> None:
         previous, after = GENESIS, 0
         while events := _events(cursor, log, after):
             links = links_for(previous, events)
-            cursor.executemany(f"INSERT INTO {TABLE} (position, sha256) VALUES (?, ?)", links)
+            cursor.executemany(INSERT, links)
             previous, after = links[-1][1], links[-1][0]
 
 
@@ -128,16 +149,16 @@ def _events(cursor: Cursor, log: EventLog, after: int
     return [(int(r[0]), str(r[1]), int(r[2]), str(r[3]), bytes(r[4])) for r in rows]
 
 
-def _links(cursor: Cursor, after: int) -> list[tuple[int, str]]:
-    rows = cursor.execute(f"SELECT position, sha256 FROM {TABLE} WHERE position > ? "
+def _links(cursor: Cursor, after: int) -> list[tuple[int, str, str | None]]:
+    rows = cursor.execute(f"SELECT position, sha256, actor FROM {TABLE} WHERE position > ? "
                           "ORDER BY position LIMIT ?", (after, _BATCH)).fetchall()
-    return [(int(r[0]), str(r[1])) for r in rows]
+    return [(int(r[0]), str(r[1]), r[2]) for r in rows]
 
 
-def _merged(log: EventLog) -> Iterator[tuple[int, Any, str | None]]:
-    """(position, event or None, link or None) for every position either side has."""
+def _merged(log: EventLog) -> Iterator[tuple[int, Any, Any]]:
+    """(position, event or None, chain row or None) for every position either side has."""
     events: deque[tuple[int, str, int, str, bytes]] = deque()
-    links: deque[tuple[int, str]] = deque()
+    links: deque[tuple[int, str, str | None]] = deque()
     after_event = after_link = 0
     events_done = links_done = False
     while True:
@@ -154,7 +175,7 @@ def _merged(log: EventLog) -> Iterator[tuple[int, Any, str | None]]:
         next_link = links[0][0] if links else None
         position = min(p for p in (next_event, next_link) if p is not None)
         event = events.popleft() if next_event == position else None
-        found = links.popleft()[1] if next_link == position else None
+        found = links.popleft() if next_link == position else None
         if event is not None:
             after_event = position
         if found is not None:
@@ -172,11 +193,12 @@ def verify(log: EventLog, expected: Head | None = None) -> Verdict:
             return Verdict(checked, head, Finding("removed", position))
         if found is None:
             return Verdict(checked, head, Finding("inserted", position))
-        if link(previous, *event) != found:
+        _, sha, actor = found
+        if link(previous, *event) != sha or actor != actor_of(event[4]):
             return Verdict(checked, head, Finding("altered", position))
-        previous, checked, head = found, checked + 1, Head(position, found)
+        previous, checked, head = sha, checked + 1, Head(position, sha)
         if expected is not None and position == expected.position:
-            if found != expected.sha256:
+            if sha != expected.sha256:
                 return Verdict(checked, head, Finding("head", position))
             seen_expected = True
     if not seen_expected:

@@ -31,6 +31,7 @@ from infra.integrations.deliverers import Deliverers
 from infra.integrations.following import starter
 from infra.integrations.kinds import DeliveryContext
 from infra.integrations.store import IntegrationStore
+from infra.metrics import events_stored
 from infra.projector import Projector
 from infra.rate_limits import RateLimits
 from infra.relay import Relay, RelayConfig
@@ -201,6 +202,7 @@ def bootstrap(settings: Settings) -> Services:
     # Each commit of this process: constant work, however many streams are open.
     commands.listeners.append(barrier.written)
     commands.listeners.append(followers.listener.written)
+    commands.type_listeners.append(events_stored)
     store_watch = StoreWatch(followers.listener)
     relay = None
     if settings.cloudevent_broker_url:

@@ -16,7 +16,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from infra.audit_chain import TABLE, head_of, links_for
+from infra.audit_chain import INSERT, head_of, links_for
 
 
 class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
@@ -28,7 +28,7 @@ class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
         events = [(int(position), str(e.originator_id), e.originator_version, e.topic, e.state)
                   for position, e in zip(positions, stored_events, strict=True)]
         links = links_for(head_of(c).sha256, events)
-        c.executemany(f"INSERT INTO {TABLE} (position, sha256) VALUES (?, ?)", links)
+        c.executemany(INSERT, links)
         return positions
 
 
@@ -50,5 +50,5 @@ class ChainedPostgresRecorder(PostgresApplicationRecorder):
                    int(r["originator_version"]), str(r["topic"]), bytes(r["state"]))
                   for r in curs.fetchall()]
         links = links_for(head_of(curs).sha256, events)
-        curs.executemany(f"INSERT INTO {TABLE} (position, sha256) VALUES (%s, %s)", links)
+        curs.executemany(INSERT.replace("?", "%s"), links)
         return positions

@@ -79,7 +79,7 @@ def _events(settings: Settings, args: argparse.Namespace) -> int:
     try:
         while remaining is None or remaining > 0:
             batch = min(500, remaining) if remaining is not None else 500
-            events = services.event_log.read(after, batch, types, args.subject)
+            events = services.event_log.read(after, batch, types, args.subject, args.actor)
             for event in events:
                 out.write(event.document + b"\n")
             out.flush()
@@ -246,6 +246,8 @@ def parser() -> argparse.ArgumentParser:
     events.add_argument("--type", action="append", default=[],
                         help="only this event type, full or short (repeatable)")
     events.add_argument("--subject", help="only this incident id")
+    events.add_argument("--actor", help="only events of commands issued by this token name "
+                        "(or `system`, the service's own)")
     events.add_argument("--limit", type=_non_negative, default=None,
                         help="print at most this many events")
     events.set_defaults(run=_events)

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 from eventsourcing.persistence import ApplicationRecorder
 
+from infra.audit_chain import TABLE as CHAIN
 from infra.database import Database
 
 
@@ -61,9 +62,11 @@ class EventLog:
         limit: int = 100,
         types: Sequence[str] = (),
         subject: str | None = None,
+        actor: str | None = None,
     ) -> list[StoredCloudEvent]:
-        """Up to `limit` events after position `after`, optionally of the given types and
-        of one subject (incident id)."""
+        """Up to `limit` events after position `after`, optionally of the given types, of
+        one subject (incident id) and of one actor (a token's name, or `system`: found
+        through the audit chain's index of actors, infra/audit_chain.py)."""
         # Not the recorder's `select_notifications`: followers read the raw stored bytes
         # in batches of 500-1000 on their hot path, and it builds a dict row and a frozen
         # Notification per event: ~4.5 us an event against ~1.7 us for this query's
@@ -75,6 +78,10 @@ class EventLog:
         sql = (f"SELECT {position}, originator_id, originator_version, topic, state "
                f"FROM {self.table} WHERE {position} > ?")
         params: list[Any] = [after]
+        if actor is not None:
+            sql += (f" AND {position} IN (SELECT position FROM {CHAIN} WHERE actor = ? "
+                    "AND position > ?)")
+            params += [actor, after]
         if subject is not None:
             sql += " AND originator_id = ?"
             params.append(subject)

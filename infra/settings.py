@@ -15,6 +15,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from commands.cloudevents import SYSTEM_ACTOR
+
 Role = Literal["reader", "writer", "admin"]
 ROLES: tuple[Role, ...] = ("reader", "writer", "admin")
 _SUBJECT_TOKEN = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
@@ -70,8 +72,6 @@ def smtp_server(url: str) -> SmtpServer:
     )
 # A token's name: what the audit log records as the actor of its commands.
 TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-# The actor of the service's own commands; no token may take the name.
-SYSTEM_ACTOR = "system"
 
 
 def check_token_name(name: str) -> None:
@@ -79,7 +79,7 @@ def check_token_name(name: str) -> None:
     if not TOKEN_NAME.match(name):
         raise ValueError(f"a token name is 1-64 letters, digits, '.', '_' or '-' "
                          f"(starting with a letter or digit), got {name!r}")
-    if name == SYSTEM_ACTOR:
+    if name == SYSTEM_ACTOR:  # the actor of the service's own commands
         raise ValueError(f"the name {SYSTEM_ACTOR!r} is reserved for the service's own actions")
 
 

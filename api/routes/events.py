@@ -31,10 +31,13 @@ def list_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     type: Annotated[list[str], Query(description="full or short event type")] = [],  # noqa: A002, B006
     subject: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    actor: Annotated[str | None, Query(
+        min_length=1, max_length=64,
+        description="only events of commands issued by this token name (or `system`)")] = None,
 ) -> Response:
     """`items` are the stored CloudEvents documents, byte for byte; `next_after` is the
     position to pass as `after` for the next page (null at the end)."""
-    events = log.read(after, limit, _full_types(type), subject)
+    events = log.read(after, limit, _full_types(type), subject, actor)
     next_after = events[-1].position if len(events) == limit else None
     last = events[-1].position if events else after
     return event_list_response(

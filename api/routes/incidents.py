@@ -49,7 +49,8 @@ def create_incident(
     body: IncidentCreate, caller: Writer, commands: Commands, key: IdempotencyKey
 ) -> JSONResponse:
     new = NewIncident(**body.values(), given=frozenset(body.model_fields_set))
-    return _answer(commands.create(new, request_key=key), caller.audience, 201)
+    return _answer(commands.create(new, request_key=key, actor=caller.actor), caller.audience,
+                   201)
 
 
 @router.get("/{incident_id}", response_model=Incident | PublicIncident, responses=_EITHER)
@@ -89,15 +90,15 @@ def change_incident(
     commands: Commands,
     expected: ExpectedVersion,
 ) -> JSONResponse:
-    written = commands.change_details(incident_id, body.given(), expected)
+    written = commands.change_details(incident_id, body.given(), expected, actor=caller.actor)
     return _answer(written, caller.audience)
 
 
 @router.delete("/{incident_id}", status_code=204)
 def delete_incident(
-    incident_id: IncidentId, _: Writer, commands: Commands, expected: ExpectedVersion
+    incident_id: IncidentId, caller: Writer, commands: Commands, expected: ExpectedVersion
 ) -> Response:
-    written = commands.delete(incident_id, expected)
+    written = commands.delete(incident_id, expected, actor=caller.actor)
     return Response(status_code=204, headers=position_headers(written.position))
 
 
@@ -111,8 +112,8 @@ def add_update(
     key: IdempotencyKey,
 ) -> JSONResponse:
     update = NewUpdate(**body.values())
-    return _answer(commands.add_update(incident_id, update, expected, key), caller.audience,
-                   201)
+    return _answer(commands.add_update(incident_id, update, expected, key, actor=caller.actor),
+                   caller.audience, 201)
 
 
 @router.get("/{incident_id}/timeline", response_model=Timeline)
