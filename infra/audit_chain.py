@@ -6,8 +6,10 @@ Each link is `sha256(previous link || position, incident id, version, type, docu
 each part length-prefixed; the first link follows 32 zero bytes. `verify` walks the store
 and the chain together in position order and names the first position whose event was
 altered (its link no longer matches), removed (a link without its event) or inserted (an
-event without a link). The head (`position`, `sha256`) can be recorded elsewhere: a chain
-rewritten from some position on no longer has that head.
+event without a link). Each row also keeps the event's actor (its document's `actor`),
+so that an actor's events are found without reading every document; a row whose actor
+differs from its document's counts as altered. The head (`position`, `sha256`) can be
+recorded elsewhere: a chain rewritten from some position on no longer has that head.
 """
 
 from __future__ import annotations
