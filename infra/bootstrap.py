@@ -17,6 +17,7 @@ from eventsourcing.persistence import ApplicationRecorder
 from eventsourcing.utils import get_topic
 
 from commands.application import IncidentCommands
+from infra import heartbeat
 from infra.audit_chain import start_chain
 from infra.chained_store import ChainedPostgresRecorder, ChainedSQLiteRecorder
 from infra.consistency import ReadBarrier
@@ -68,6 +69,12 @@ class Services:
         """Runs the projectors in this process, in the background. Of several processes
         one works on each read model; the others stand by."""
         self.followers.start(self.projector.followers, self._stop)
+
+    def start_heartbeat(self) -> None:
+        """Touches HEARTBEAT_FILE every few seconds while the database answers (if set)."""
+        if self.settings.heartbeat_file is not None:
+            self._start(heartbeat.run, "heartbeat", self.database,
+                        self.settings.heartbeat_file, self._stop)
 
     def start_relay(self) -> None:
         """Runs the NATS relay in this process, in the background (if one is configured).

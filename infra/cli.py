@@ -103,6 +103,7 @@ def _project(settings: Settings, _: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     services.start_projections()
+    services.start_heartbeat()
     log = logging.getLogger("product_status.projector")
     log.info("projecting %s", ", ".join(p.name for p in services.projector.projections))
     try:
@@ -133,6 +134,7 @@ def _publish(settings: Settings, args: argparse.Namespace) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
         services.start_relay()  # logs its status every 30 s
+        services.start_heartbeat()
         while not stop.wait(1.0):
             pass
     finally:

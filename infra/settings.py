@@ -164,6 +164,8 @@ class Settings(BaseSettings):
     # prometheus-client's own variable (it reads it too): worker processes behind one port
     # keep their metrics in files there, and /metrics sums them.
     prometheus_multiproc_dir: Path | None = None
+    # Touched every 10 s by `project`, `publish` and `deliver` while the database answers.
+    heartbeat_file: Path | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -190,6 +192,15 @@ class Settings(BaseSettings):
             return None
         if not value.is_dir():
             raise ValueError(f"must be an existing directory, got {str(value)!r}")
+        return value
+
+    @field_validator("heartbeat_file")
+    @classmethod
+    def _heartbeat_file(cls, value: Path | None) -> Path | None:
+        if value is None or not str(value):
+            return None
+        if not value.parent.is_dir():
+            raise ValueError(f"its directory must exist, got {str(value)!r}")
         return value
 
     @field_validator("public_base_url", "cloudevent_broker_url")
