@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Development tokens for `make run` only; set API_TOKENS yourself for anything shared.
 DEV_TOKENS := admin:dev-admin-token,writer:dev-writer-token,reader:dev-reader-token
 
-.PHONY: run test lint format bench clean screenshots
+.PHONY: run test lint format bench clean screenshots fleet
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version.split()[0]'
@@ -29,6 +29,12 @@ test: lint
 # Needs Debian's chromium (apt-get install -y chromium); writes docs/screenshots/*.png.
 screenshots: $(STAMP)
 	SCREENSHOTS_DIR=docs/screenshots $(BIN)/pytest -q tests/browser -k screenshot
+
+# The production topology as processes on this machine (tests/fleet.py): two API processes,
+# two of each follower, PostgreSQL (TEST_DATABASE_URL or a throwaway one) and a three-node
+# NATS JetStream cluster with stream replicas 3. Ctrl-C stops it all.
+fleet: $(STAMP)
+	$(BIN)/python -m tests.fleet
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

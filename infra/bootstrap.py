@@ -64,6 +64,7 @@ class Services:
     relay: Relay | None = None  # the NATS relay, when CLOUDEVENT_BROKER_URL is set
     _stop: threading.Event = field(default_factory=threading.Event)
     _delivering: threading.Thread | None = None
+    _heartbeat: threading.Thread | None = None
 
     def start_projections(self) -> None:
         """Runs the projectors in this process, in the background. Of several processes
@@ -73,8 +74,10 @@ class Services:
     def start_heartbeat(self) -> None:
         """Touches HEARTBEAT_FILE every few seconds while the database answers (if set)."""
         if self.settings.heartbeat_file is not None:
-            self._start(heartbeat.run, "heartbeat", self.database,
-                        self.settings.heartbeat_file, self._stop)
+            self._heartbeat = threading.Thread(
+                target=heartbeat.run, name="heartbeat", daemon=True,
+                args=(self.database, self.settings.heartbeat_file, self._stop))
+            self._heartbeat.start()
 
     def start_relay(self) -> None:
         """Runs the NATS relay in this process, in the background (if one is configured).
@@ -97,6 +100,8 @@ class Services:
             self._delivering.join(timeout=30)
         self.store_watch.close()
         self.followers.close()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=10)
         close_leases(self.database)
         self.commands.close()
         self.rate_limits.close()

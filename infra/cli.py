@@ -143,7 +143,6 @@ def _publish(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _deliver(settings: Settings, _: argparse.Namespace) -> int:
-    import signal
     import threading
 
     from infra.bootstrap import bootstrap
@@ -153,6 +152,7 @@ def _deliver(settings: Settings, _: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     services.start_delivery()
+    services.start_heartbeat()
     log = logging.getLogger("product_status.integrations")
     log.info("delivering to integrations")
     try:

@@ -21,8 +21,9 @@ def stream_name(topic: str) -> str:
 
 @dataclass(frozen=True)
 class RelayConfig:
-    broker_url: str
+    broker_url: str  # one URL, or a cluster's separated by commas
     topic: str = "incidents"
+    replicas: int = 1  # copies JetStream keeps of the stream
     stream: str = ""  # default: derived from the topic
     duplicate_window: float = 24 * 3600.0  # seconds; at least the longest outage to ride out
     name: str = DEFAULT_NAME  # the tracked position's row and the lease's name
@@ -53,6 +54,7 @@ class RelayConfig:
         values: dict[str, Any] = {
             "broker_url": settings.cloudevent_broker_url,
             "topic": settings.cloudevent_topic,
+            "replicas": settings.cloudevent_stream_replicas,
         }
         window = getattr(settings, "cloudevent_duplicate_window_seconds", None)
         if window is not None:

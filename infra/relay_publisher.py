@@ -147,7 +147,8 @@ class NatsPublisher(Delivering):
             # max_reconnect_attempts=0 would mean "forever"; 1 means two quick tries.
             await asyncio.wait_for(
                 client.connect(
-                    self.config.broker_url, name=f"product-status {self.name}",
+                    self.config.broker_url.split(","),  # tried in random order
+                    name=f"product-status {self.name}",
                     connect_timeout=timeout,  # type: ignore[arg-type]  # seconds, any
                     allow_reconnect=False,
                     max_reconnect_attempts=1, reconnect_time_wait=0,
@@ -192,7 +193,7 @@ class NatsPublisher(Delivering):
         except NotFoundError:
             await js.add_stream(StreamConfig(
                 name=name, subjects=[subject], duplicate_window=window,
-                storage=StorageType.FILE,
+                storage=StorageType.FILE, num_replicas=self.config.replicas,
                 description="Incident CloudEvents, published by product-status",
             ))
             log.info("%s: created stream %s (%s, duplicate window %g s)",
@@ -202,9 +203,12 @@ class NatsPublisher(Delivering):
         # Ours replaces any narrower subject of the topic (a stream refuses overlaps).
         subjects = [s for s in config.subjects or [] if not s.startswith(f"{self.config.topic}.")]
         subjects.append(subject)
-        if subjects == config.subjects and abs((config.duplicate_window or 0) - window) < 1e-3:
+        replicas = self.config.replicas
+        if (subjects == config.subjects and abs((config.duplicate_window or 0) - window) < 1e-3
+                and (config.num_replicas or 1) == replicas):
             return
-        await js.update_stream(config.evolve(subjects=subjects, duplicate_window=window))
+        await js.update_stream(config.evolve(subjects=subjects, duplicate_window=window,
+                                             num_replicas=replicas))
         log.info("%s: updated stream %s (subjects %s, duplicate window %g s)",
                  self.name, name, ", ".join(subjects), window)
 

@@ -135,6 +135,8 @@ class Settings(BaseSettings):
     incident_auto_resolve_hours: int = Field(default=72, ge=0)
     cloudevent_broker_url: str | None = None
     cloudevent_topic: str = "incidents"
+    # Copies JetStream keeps of the stream (a cluster of at least this many nodes).
+    cloudevent_stream_replicas: int = Field(default=1, ge=1, le=5)
     # JetStream drops a republished event (same Nats-Msg-Id) within this window: it must
     # outlast the longest NATS outage or relay downtime to ride out without duplicates.
     cloudevent_duplicate_window_seconds: int = Field(default=86_400, ge=120, le=30 * 86_400)
@@ -203,7 +205,7 @@ class Settings(BaseSettings):
             raise ValueError(f"its directory must exist, got {str(value)!r}")
         return value
 
-    @field_validator("public_base_url", "cloudevent_broker_url")
+    @field_validator("public_base_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if not value:
@@ -212,6 +214,19 @@ class Settings(BaseSettings):
         if not parts.scheme or not parts.netloc:
             raise ValueError(f"must be an absolute URL, got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("cloudevent_broker_url")
+    @classmethod
+    def _broker_urls(cls, value: str | None) -> str | None:
+        """One NATS URL, or the URLs of a cluster's nodes separated by commas."""
+        if not value:
+            return None
+        urls = [url.strip().rstrip("/") for url in value.split(",")]
+        for url in urls:
+            parts = urlsplit(url)
+            if not parts.scheme or not parts.netloc:
+                raise ValueError(f"must be absolute URLs separated by commas, got {url!r}")
+        return ",".join(urls)
 
     @field_validator("cloudevent_topic")
     @classmethod

@@ -1,5 +1,6 @@
 """The production topology as processes on one machine: two API processes
-(`serve --no-projectors --no-relay`), two `project`, two `publish` and two `deliver` on one
+(`serve --no-projectors --no-relay --no-deliver`), two `project`, two `publish` and two
+`deliver` on one
 PostgreSQL and a three-node NATS JetStream cluster (stream replicas 3).
 
 `make fleet` runs `python -m tests.fleet`: it starts everything, prints where, and stops
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import nats
 
-from tests.processes import CLI, CliProcess, ServeProcess
+from tests.processes import CliProcess, ServeProcess
 from tests.servers import (
     LOOPBACK,
     _nats_handshake,
@@ -146,10 +147,9 @@ class Fleet:
             process.stop(signal.SIGTERM)
 
 
-def worker_commands() -> list[str]:
-    """The follower processes of the topology: `deliver` once the CLI has it."""
-    found = subprocess.run([CLI, "--help"], capture_output=True, text=True, check=False)
-    return ["project", "publish"] + (["deliver"] if " deliver " in found.stdout else [])
+# The processes of the topology besides the API's: each runs twice (one works, one stands by).
+WORKER_COMMANDS = ("project", "publish", "deliver")
+API_ARGS = ("--no-projectors", "--no-relay", "--no-deliver")
 
 
 @contextlib.contextmanager
@@ -166,12 +166,11 @@ def fleet(base: Path | None = None, **settings: str) -> Iterator[Fleet]:
                    "CLOUDEVENT_BROKER_URL": cluster.urls, "CLOUDEVENT_STREAM_REPLICAS": "3",
                    "PUBLIC_BASE_URL": "http://status.example", **settings}
             running = Fleet(base, database_url, cluster, env)
-            for command in worker_commands():
+            for command in WORKER_COMMANDS:
                 for number in (1, 2):
                     running.start_worker(command, number)
             for number in (1, 2):
-                running.apis.append(ServeProcess(env, base / f"serve-{number}.log",
-                                                 "--no-projectors", "--no-relay"))
+                running.apis.append(ServeProcess(env, base / f"serve-{number}.log", *API_ARGS))
             yield running
         finally:
             if running is not None:

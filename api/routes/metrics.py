@@ -20,5 +20,5 @@ async def metrics(request: Request, caller: AnyCaller) -> Response:
     position and lag (they count private activity too)."""
     services = request.app.state.services
     store = StoreCollector(services.event_log)
-    body = await to_thread.run_sync(lambda: exposition(store, everything=caller.is_reader))
+    body = await to_thread.run_sync(lambda: exposition(store, everything=caller.role is not None))
     return Response(body, media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
