@@ -144,8 +144,11 @@ def persistence_env(settings: Settings) -> dict[str, str]:
         "POSTGRES_PORT": str(parts.port or 5432),
         "POSTGRES_USER": unquote(parts.username or "postgres"),
         "POSTGRES_PASSWORD": unquote(parts.password or ""),
-        "POSTGRES_POOL_SIZE": "10",
-        "POSTGRES_MAX_OVERFLOW": "20",
+        # The event store's pool opens POOL_SIZE connections at start and grows by up to
+        # MAX_OVERFLOW under load: a fleet of processes must fit PostgreSQL's
+        # max_connections (100 by default), and followers barely use this pool.
+        "POSTGRES_POOL_SIZE": "2",
+        "POSTGRES_MAX_OVERFLOW": "28",
         "POSTGRES_CONNECT_TIMEOUT": "5",
         # Bound the wait for the store's insert lock (seconds); the store retries.
         "POSTGRES_LOCK_TIMEOUT": "5",

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,9 +23,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 import nats
 
+from infra.database import PostgresDatabase
+from infra.relay import lease_holder
 from tests.processes import CliProcess, ServeProcess
 from tests.servers import (
     LOOPBACK,
@@ -138,6 +144,22 @@ class Fleet:
         self.workers.setdefault(command, []).append(process)
         return process
 
+    def kill_and_restart(self, command: str, index: int) -> None:
+        """SIGKILL one follower process, then start another in its place."""
+        old = self.workers[command][index]
+        old.stop(signal.SIGKILL)
+        self.workers[command][index] = CliProcess(old.args, self.env, old.log)
+
+    def active_relay_pid(self) -> int | None:
+        """The pid of the relay that holds the lease (as `publish --status` tells it)."""
+        database = PostgresDatabase(self.database_url, "unused")
+        try:
+            holder = lease_holder(database) or ""
+        finally:
+            database.close()
+        found = re.search(r"pid (\d+)", holder)
+        return int(found.group(1)) if found else None
+
     def logs(self) -> str:
         return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
                          for path in sorted(self.base.glob("*.log")))
@@ -145,6 +167,50 @@ class Fleet:
     def stop(self) -> None:
         for process in [*self.apis, *(p for group in self.workers.values() for p in group)]:
             process.stop(signal.SIGTERM)
+
+
+def stored_events(api: str) -> list[dict[str, Any]]:
+    """Every stored CloudEvent, in store order, read through an API process."""
+    found: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        page = httpx.get(f"{api}/api/v1/events", headers=READER,
+                         params={"after": after, "limit": 1000}, timeout=30).json()
+        found += page["items"]
+        if page["next_after"] is None:
+            return found
+        after = page["next_after"]
+
+
+def store_head(api: str) -> int:
+    answer = httpx.get(f"{api}/api/v1/audit/head", headers=READER, timeout=30)
+    return int(answer.json()["position"])
+
+
+async def _stream_ids(url: str) -> tuple[int, list[str]]:
+    client = await nats.connect(url)
+    try:
+        js = client.jetstream()
+        info = await js.stream_info("INCIDENTS")
+        ids = []
+        for sequence in range(info.state.first_seq, info.state.last_seq + 1):
+            message = await js.get_msg("INCIDENTS", sequence)
+            ids.append(json.loads(message.data or b"{}")["id"])
+        return info.config.num_replicas or 1, ids
+    finally:
+        await client.close()
+
+
+def wait_published(running: Fleet, url: str, within: float = 60) -> tuple[int, list[str]]:
+    """Waits until JetStream (asked at `url`) holds every stored event, or `within`
+    seconds passed: the stream's replica count and the CloudEvents ids it holds."""
+    deadline = time.monotonic() + within
+    while True:
+        stored = [event["id"] for event in stored_events(running.apis[0].url)]
+        replicas, ids = asyncio.run(_stream_ids(url))
+        if sorted(ids) == sorted(stored) or time.monotonic() > deadline:
+            return replicas, ids
+        time.sleep(0.5)
 
 
 # The processes of the topology besides the API's: each runs twice (one works, one stands by).
