@@ -29,7 +29,7 @@ import httpx
 import nats
 
 from infra.database import PostgresDatabase
-from infra.relay import lease_holder
+from infra.follower_lease import lease_holder
 from tests.processes import CliProcess, ServeProcess
 from tests.servers import (
     LOOPBACK,
@@ -150,15 +150,25 @@ class Fleet:
         old.stop(signal.SIGKILL)
         self.workers[command][index] = CliProcess(old.args, self.env, old.log)
 
-    def active_relay_pid(self) -> int | None:
-        """The pid of the relay that holds the lease (as `publish --status` tells it)."""
-        database = PostgresDatabase(self.database_url, "unused")
+    def active_pid(self, follower: str) -> int | None:
+        """The pid of the process whose worker of `follower` holds its lease (as
+        `publish --status` tells it for the relay)."""
+        database = PostgresDatabase(self.database_url)
         try:
-            holder = lease_holder(database) or ""
+            holder = lease_holder(database, follower) or ""
         finally:
             database.close()
         found = re.search(r"pid (\d+)", holder)
         return int(found.group(1)) if found else None
+
+    def kill_active(self, command: str, follower: str, otherwise: int) -> bool:
+        """SIGKILLs (and replaces) the `command` process that holds `follower`'s lease, or
+        process `otherwise` when none holds it; whether the killed one was active."""
+        pid = self.active_pid(follower)
+        index = next((i for i, p in enumerate(self.workers[command]) if p.process.pid == pid),
+                     None)
+        self.kill_and_restart(command, otherwise if index is None else index)
+        return index is not None
 
     def logs(self) -> str:
         return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"

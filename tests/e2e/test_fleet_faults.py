@@ -17,11 +17,21 @@ import pytest
 
 from infra.bootstrap import bootstrap
 from infra.settings import load_settings
-from tests.fleet import READER, WRITER, Fleet, fleet, store_head, stored_events, wait_published
+from tests.fleet import (
+    API_ARGS,
+    READER,
+    WRITER,
+    Fleet,
+    fleet,
+    store_head,
+    stored_events,
+    wait_published,
+)
 from tests.processes import ServeProcess, run_cli
 
 COMMANDS = 1000
-KILLS = 5
+KILLS = 5  # of the active projector and of the active relay, each
+PACE = 0.1  # seconds a load thread waits between two commands
 
 
 @pytest.fixture
@@ -82,20 +92,20 @@ def test_followers_killed_under_load_lose_and_repeat_nothing(running: Fleet) -> 
         with httpx.Client(base_url=apis[worker % 2], timeout=30) as client:
             while (n := next(counter)) < COMMANDS:
                 statuses.append(_command(client, n, incidents))
+                time.sleep(PACE)  # the commands span the kills
 
     kills: list[str] = []
     killing_ended_at: list[float] = []
 
     def killer() -> None:
         for round_ in range(KILLS):
-            time.sleep(0.5)
-            running.kill_and_restart("project", round_ % 2)
-            kills.append("project")
-            pid = running.active_relay_pid()
-            index = next((i for i, p in enumerate(running.workers["publish"])
-                          if p.process.pid == pid), round_ % 2)
-            running.kill_and_restart("publish", index)
-            kills.append("active publish" if pid is not None else "publish")
+            for command, follower in (("project", "incident_list"), ("publish", "nats_relay")):
+                # Once a standby took over (or the replacement started), kill the worker.
+                deadline = time.monotonic() + 15
+                while running.active_pid(follower) is None and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                active = running.kill_active(command, follower, otherwise=round_ % 2)
+                kills.append(f"{'active ' if active else ''}{command}")
         killing_ended_at.append(time.monotonic())
 
     killing = threading.Thread(target=killer)
@@ -105,6 +115,7 @@ def test_followers_killed_under_load_lose_and_repeat_nothing(running: Fleet) -> 
     elapsed = time.monotonic() - started
     killing.join()
     assert killing_ended_at[0] <= started + elapsed, "the kills did not all fall in the load"
+    assert kills.count("active project") == kills.count("active publish") == KILLS, kills
     assert len(statuses) == COMMANDS
     assert set(statuses) <= {200, 201}, REFUSALS[:3]
 
@@ -161,8 +172,7 @@ def test_an_api_process_killed_during_writes_loses_no_answered_write(running: Fl
     assert missing == []  # every 2xx answer's events are in the store
     print(f"\nSIGKILL of an API process under 8 writer threads: {len(answered)} writes "
           f"answered 201, all stored; {len(failures)} threads saw the connection drop")
-    replacement = ServeProcess(running.env, running.base / "serve-1b.log", "--no-projectors",
-                               "--no-relay")
+    replacement = ServeProcess(running.env, running.base / "serve-1b.log", *API_ARGS)
     try:
         assert httpx.get(f"{replacement.url}/readyz").status_code == 200
     finally:
