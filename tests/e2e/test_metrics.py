@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -198,3 +199,17 @@ def test_bad_operating_settings_stop_start_up(name: str, bad: str, sqlite_url: s
     result = run_cli("serve", env={"DATABASE_URL": sqlite_url, name: bad})
     assert result.returncode == 2
     assert name in result.stderr
+
+
+def test_json_logs_carry_errors_of_threads_and_warnings_as_json() -> None:
+    script = ("import threading, warnings\n"
+              "from infra.logs import configure_logging\n"
+              "configure_logging('json')\n"
+              "t = threading.Thread(target=lambda: 1 / 0, name='worker'); t.start(); t.join()\n"
+              "warnings.warn('careful')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, check=False)
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [line["level"] for line in lines] == ["error", "warning"]
+    assert "ZeroDivisionError" in lines[0]["exception"]
+    assert "careful" in lines[1]["message"]

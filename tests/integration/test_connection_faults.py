@@ -20,7 +20,7 @@ import httpx
 import psycopg
 import pytest
 
-from infra.bootstrap import Services
+from infra.bootstrap import Services, persistence_env
 from infra.settings import Settings
 from tests.conftest import WRITER, LiveServer, make_settings
 
@@ -203,5 +203,9 @@ def test_reads_and_writes_after_the_server_ended_every_connection(
 def test_the_event_store_pool_keeps_the_configured_sizes(services: Services) -> None:
     """The event store's pool is rebuilt with a connection check: nothing else changes."""
     pool = services.commands.recorder.datastore.pool  # type: ignore[attr-defined]
-    assert (pool.min_size, pool.max_size, pool.timeout) == (10, 30, 5)
+    env = persistence_env(services.settings)
+    configured = int(env["POSTGRES_POOL_SIZE"])
+    assert (pool.min_size, pool.max_size, pool.timeout) == (
+        configured, configured + int(env["POSTGRES_MAX_OVERFLOW"]), 5)
+    assert (pool.min_size, pool.max_size) == (2, 30)  # a fleet fits max_connections
     assert pool.kwargs["dbname"] == urlsplit(services.settings.database_url or "").path[1:]
