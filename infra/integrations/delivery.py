@@ -29,6 +29,7 @@ from infra.integrations.kinds import DeliveryContext, message_for, sender_for
 from infra.integrations.occurrences import IncidentStates
 from infra.integrations.senders import Sender
 from infra.integrations.store import POSITIONS, Attempt
+from infra.metrics import delivery_failed
 from infra.settings import Settings
 
 log = logging.getLogger("product_status.integrations")
@@ -124,6 +125,7 @@ class IntegrationDelivery(Delivering):
                 attempt = self.sender.send(message, self.state.failures + 1)
                 pending.append(attempt)
                 if not attempt.delivered:
+                    delivery_failed(self.integration.id)
                     self._failed(pending, done, attempt)
                 self._delivered(attempt)
             done = stored.position
