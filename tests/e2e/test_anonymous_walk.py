@@ -29,6 +29,7 @@ from tests.conftest import READER, WRITER, LiveServer
 
 STATIC = Path(__file__).parents[2] / "api" / "static"
 ID = "{incident_id}"
+INTEGRATION = "{integration_id}"  # asked as written: an anonymous caller names no integration
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,20 @@ def cases(marker: str, before: str) -> dict[tuple[str, str], list[Call]]:
         ("GET", f"/dashboard/fragments/incidents/{ID}"): [Call()],
         ("GET", f"/dashboard/fragments/incidents/{ID}/forms"): [Call()],
         ("MOUNT", "/static"): [Call(path=f"/static/{p.name}") for p in sorted(STATIC.iterdir())],
+        ("GET", "/metrics"): [Call()],
+        ("GET", "/api/v1/audit/head"): [Call()],
+        ("GET", "/api/v1/integrations"): [Call()],
+        ("POST", "/api/v1/integrations"): [Call(json={"kind": "webhook",
+                                                      "url": "https://example.com/hook"})],
+        ("GET", f"/api/v1/integrations/{INTEGRATION}"): [Call()],
+        ("PATCH", f"/api/v1/integrations/{INTEGRATION}"): [Call(json={"enabled": False})],
+        ("DELETE", f"/api/v1/integrations/{INTEGRATION}"): [Call()],
+        ("GET", f"/api/v1/integrations/{INTEGRATION}/deliveries"): [Call()],
+        ("POST", f"/api/v1/integrations/{INTEGRATION}/replay"): [Call(json={})],
+        ("POST", f"/api/v1/integrations/{INTEGRATION}/rotate-secret"): [Call()],
+        ("POST", f"/api/v1/integrations/{INTEGRATION}/test"): [Call()],
+        ("GET", "/dashboard/integrations"): [Call()],
+        ("GET", "/dashboard/fragments/integrations"): [Call()],
     }
 
 
@@ -110,11 +125,12 @@ class Answer:
 
     def with_id(self, incident_id: str) -> Answer:
         """The answer with `incident_id` written as `{id}` (the Date header left out: it
-        tells the second, not the incident)."""
+        tells the second, not the incident; and X-Request-Id, new and random per answer)."""
         def swap(text: str) -> str:
             return text.replace(incident_id, "{id}")
         return Answer(swap(self.url), self.status,
-                      tuple((k, swap(v)) for k, v in self.headers if k != "date"),
+                      tuple((k, swap(v)) for k, v in self.headers
+                            if k not in ("date", "x-request-id")),
                       swap(self.body))
 
 
