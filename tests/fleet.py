@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import nats
+import nats.errors
 
 from infra.database import PostgresDatabase
 from infra.follower_lease import lease_holder
@@ -217,7 +218,15 @@ def wait_published(running: Fleet, url: str, within: float = 60) -> tuple[int, l
     deadline = time.monotonic() + within
     while True:
         stored = [event["id"] for event in stored_events(running.apis[0].url)]
-        replicas, ids = asyncio.run(_stream_ids(url))
+        try:
+            replicas, ids = asyncio.run(_stream_ids(url))
+        except nats.errors.TimeoutError:
+            # The cluster is still electing the stream's leader (a node just died):
+            # JetStream cannot answer yet, so ask again until the deadline.
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+            continue
         if sorted(ids) == sorted(stored) or time.monotonic() > deadline:
             return replicas, ids
         time.sleep(0.5)
