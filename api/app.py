@@ -14,6 +14,7 @@ from api.limits import BodySizeLimit
 from api.observability import Observed
 from api.rate_limits import document_limits, take_sign_up
 from api.routes import (
+    alertmanager,
     audit,
     events,
     feeds,
@@ -53,6 +54,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(incidents.router)
     app.include_router(stream.router)
     app.include_router(events.router)
+    app.include_router(alertmanager.router)
     app.include_router(integrations.router)
     app.include_router(audit.router)
     app.include_router(pages.router)

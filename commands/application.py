@@ -144,9 +144,14 @@ class IncidentCommands(Application[str]):
     # Each takes the `actor` who issued it (a token's name), recorded with its events.
 
     def create(self, new: NewIncident, request_key: str | None = None, *,
-               actor: str = SYSTEM_ACTOR) -> Written:
-        incident_id = incident_id_for_key(request_key) if request_key else self.new_incident_id()
-        incident = Incident.declare(incident_id=incident_id, at=self.clock(), **new.details)
+               actor: str = SYSTEM_ACTOR, incident_id: str | None = None) -> Written:
+        """Declares an incident. Its id is `incident_id` when given, else derived from the
+        request key when there is one (a racing twin collides on it), else new."""
+        if incident_id is None:
+            incident_id = (incident_id_for_key(request_key) if request_key
+                           else self.new_incident_id())
+        incident = Incident.declare(incident_id=incident_id, at=self.clock(),
+                                    request_key=request_key, **new.details)
         try:
             return self._save(incident, [], self.new_command_id(), actor)
         except IntegrityError:
@@ -209,6 +214,10 @@ class IncidentCommands(Application[str]):
 
     # Reading the write side's own events (audit, answers to commands).
 
+    def exists(self, incident_id: str) -> bool:
+        """Whether an incident with this id was ever declared (deleted ones included)."""
+        return bool(self.recorder.select_events(incident_id, limit=1))
+
     def history(self, incident_id: str) -> list[IncidentEvent]:
         events: list[IncidentEvent] = list(self.events.get(incident_id))  # type: ignore[arg-type]
         if not events:
@@ -219,10 +228,7 @@ class IncidentCommands(Application[str]):
 
     def _load(self, incident_id: str) -> tuple[Incident, list[IncidentEvent]]:
         history = self.history(incident_id)
-        incident: Any = None
-        for event in history:
-            incident = event.mutate(incident)
-        return incident, history
+        return state_of(history), history
 
     def _save(
         self, incident: Incident, history: Sequence[IncidentEvent], command_id: str, actor: str
@@ -276,6 +282,15 @@ class IncidentCommands(Application[str]):
 
 def incident_id_for_key(request_key: str) -> str:
     return "incident-" + uuid5(NAMESPACE_URL, f"/idempotency-key/{request_key}").hex
+
+
+def state_of(history: Sequence[IncidentEvent]) -> Incident:
+    """The incident's write state, folded from its events."""
+    incident: Any = None
+    for event in history:
+        incident = event.mutate(incident)
+    assert isinstance(incident, Incident)
+    return incident
 
 
 def details_of(history: Sequence[IncidentEvent]) -> dict[str, Any]:

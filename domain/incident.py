@@ -67,6 +67,9 @@ class Incident(BaseAggregate[str]):
         internal_notes: str
         is_public: bool
         rss_enabled: bool
+        # The key the incident was declared with (a client's Idempotency-Key, an alert
+        # group's state): kept beside `data`, as an update's is.
+        request_key: str | None = None
 
         def apply(self, aggregate: Any) -> None:
             aggregate.status = Status(self.status)
@@ -115,9 +118,11 @@ class Incident(BaseAggregate[str]):
     # only evolve state, because they run again on every replay.
 
     @classmethod
-    def declare(cls, *, incident_id: str, at: datetime, **details: Any) -> Incident:
+    def declare(cls, *, incident_id: str, at: datetime, request_key: str | None = None,
+                **details: Any) -> Incident:
         """A new incident with the given details (`domain.fields.DECLARED_FIELDS`; the
-        others take their defaults, the start time defaults to `at`)."""
+        others take their defaults, the start time defaults to `at`), remembering the key
+        it was declared with, if any."""
         values = given_values(INCIDENT_FIELDS, details)
         status = Status(values["status"])
         if not status.is_active:
@@ -125,7 +130,8 @@ class Incident(BaseAggregate[str]):
         values["status"] = status
         if values["start_time"] is None:
             values["start_time"] = at
-        return cls._create(cls.Created, id=incident_id, timestamp=at, **values)
+        return cls._create(cls.Created, id=incident_id, timestamp=at, request_key=request_key,
+                           **values)
 
     def change_details(self, *, at: datetime, changes: dict[str, Any]) -> None:
         """Records the given detail changes; the caller passes only what differs."""

@@ -16,6 +16,7 @@ import psycopg
 from eventsourcing.persistence import ApplicationRecorder
 from eventsourcing.utils import get_topic
 
+from commands.alert_groups import AlertGroups
 from commands.application import IncidentCommands
 from infra import heartbeat
 from infra.audit_chain import start_chain
@@ -61,6 +62,7 @@ class Services:
     deliverers: Deliverers  # the integrations this process delivers, once started
     authenticator: Authenticator
     rate_limits: RateLimits
+    alert_groups: AlertGroups  # Alertmanager's notifications, as incident commands
     relay: Relay | None = None  # the NATS relay, when CLOUDEVENT_BROKER_URL is set
     _stop: threading.Event = field(default_factory=threading.Event)
     _delivering: threading.Thread | None = None
@@ -240,5 +242,6 @@ def bootstrap(settings: Settings) -> Services:
         deliverers=deliverers,
         authenticator=Authenticator(settings.api_tokens, token_store),
         rate_limits=rate_limits,
+        alert_groups=AlertGroups(commands),
         relay=relay,
     )

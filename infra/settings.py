@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     # Addresses or networks integrations may reach although they are not public (an
     # internal chat server, say): "10.1.2.3,192.168.7.0/24".
     integrations_allowed_networks: Annotated[tuple[str, ...], NoDecode] = ()
+    # Incidents declared by Alertmanager's notifications are public (default: private, so
+    # operators publish them when ready).
+    alertmanager_public: bool = False
     smtp_url: str | None = Field(default=None, repr=False)
     email_from: str = "Product Status <status@localhost>"
     # Writes a token may make in any minute, counted across every process on the database.

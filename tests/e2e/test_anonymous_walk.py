@@ -32,6 +32,17 @@ ID = "{incident_id}"
 INTEGRATION = "{integration_id}"  # asked as written: an anonymous caller names no integration
 
 
+# Alertmanager's webhook payload (version 4): it takes a writer token.
+ALERTMANAGER_NOTIFICATION = {
+    "version": "4", "groupKey": '{}:{alertname="Anonymous"}', "status": "firing",
+    "receiver": "r", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+    "externalURL": "http://am", "alerts": [{
+        "status": "firing", "labels": {"alertname": "Anonymous"}, "annotations": {},
+        "startsAt": "2024-01-01T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "", "fingerprint": "0123456789abcdef"}],
+}
+
+
 @dataclass(frozen=True)
 class Call:
     params: dict[str, Any] = field(default_factory=dict)
@@ -96,6 +107,7 @@ def cases(marker: str, before: str) -> dict[tuple[str, str], list[Call]]:
         ("POST", f"/api/v1/integrations/{INTEGRATION}/replay"): [Call(json={})],
         ("POST", f"/api/v1/integrations/{INTEGRATION}/rotate-secret"): [Call()],
         ("POST", f"/api/v1/integrations/{INTEGRATION}/test"): [Call()],
+        ("POST", "/api/v1/integrations/alertmanager"): [Call(json=ALERTMANAGER_NOTIFICATION)],
         ("GET", "/dashboard/integrations"): [Call()],
         ("GET", "/dashboard/fragments/integrations"): [Call()],
     }

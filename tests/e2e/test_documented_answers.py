@@ -11,7 +11,9 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from api import schemas
+from api.alertmanager import AlertReceipt
 from tests.conftest import READER, WRITER
+from tests.e2e.test_anonymous_walk import ALERTMANAGER_NOTIFICATION
 
 
 def documented(spec: dict[str, Any], method: str, path: str, status: str) -> set[str]:
@@ -87,3 +89,18 @@ def test_a_command_answers_what_a_read_then_shows(http: httpx.Client) -> None:
         read = http.get(url, headers=READER)
         assert read.json() == answer.json()
         assert read.headers["etag"] == answer.headers["etag"]
+
+
+def test_the_alertmanager_receiver_answers_its_documented_receipt(http: httpx.Client) -> None:
+    spec = http.get("/openapi.json").json()
+    path = "/api/v1/integrations/alertmanager"
+    assert documented(spec, "post", path, "200") == {"AlertReceipt"}
+    for expected in ("declared", "unchanged"):
+        answer = http.post(path, headers=WRITER, json=ALERTMANAGER_NOTIFICATION)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert set(body) == set(AlertReceipt.model_fields)
+        assert AlertReceipt.model_validate(body).outcome == expected
+    refused = http.post(path, headers=WRITER, json={**ALERTMANAGER_NOTIFICATION, "version": "3"})
+    assert refused.status_code == 422
+    assert "422" in spec["paths"][path]["post"]["responses"]

@@ -103,7 +103,7 @@ def test_the_public_form_keeps_no_attribute_it_does_not_know() -> None:
 def test_the_events_carry_the_declared_fields() -> None:
     hints = typing.get_type_hints(Incident.Created)
     carried = {f.name for f in dataclasses.fields(Incident.Created)} - _ENVELOPE
-    assert carried == {f.name for f in DECLARED_FIELDS}
+    assert carried == {f.name for f in DECLARED_FIELDS} | {"request_key"}
     for field in DECLARED_FIELDS:
         assert hints[field.name] == field.kind, field.name
     hints = typing.get_type_hints(Incident.UpdateAdded)
