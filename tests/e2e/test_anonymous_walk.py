@@ -25,6 +25,7 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from starlette.routing import Mount
 
+from tests.alertmanager_payloads import alert, payload
 from tests.conftest import READER, WRITER, LiveServer
 
 STATIC = Path(__file__).parents[2] / "api" / "static"
@@ -33,14 +34,7 @@ INTEGRATION = "{integration_id}"  # asked as written: an anonymous caller names 
 
 
 # Alertmanager's webhook payload (version 4): it takes a writer token.
-ALERTMANAGER_NOTIFICATION = {
-    "version": "4", "groupKey": '{}:{alertname="Anonymous"}', "status": "firing",
-    "receiver": "r", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
-    "externalURL": "http://am", "alerts": [{
-        "status": "firing", "labels": {"alertname": "Anonymous"}, "annotations": {},
-        "startsAt": "2024-01-01T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
-        "generatorURL": "", "fingerprint": "0123456789abcdef"}],
-}
+ALERTMANAGER_NOTIFICATION = payload(alert("anonymous", "0123456789abcdef"))
 
 
 @dataclass(frozen=True)
