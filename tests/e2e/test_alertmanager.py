@@ -10,6 +10,7 @@ import copy
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from infra.bootstrap import Services, bootstrap
 from infra.settings import SettingsError
 from tests.alertmanager_payloads import alert, payload
 from tests.conftest import LiveServer, make_settings
+from tests.processes import ServeProcess
 
 URL = "/api/v1/integrations/alertmanager"
 TOKENS = "alertmanager:writer:am-secret,reader:reader-secret"
@@ -290,3 +292,38 @@ def test_alertmanager_public_makes_declared_incidents_public(database_url: str) 
     finally:
         server.stop()
         services.close()
+
+
+@pytest.mark.postgres
+def test_two_api_processes_agree_on_the_group(postgres_url: str, tmp_path: Path) -> None:
+    """The same notifications delivered to two `serve` processes on one database at once
+    (as retries of a notification can land on any of them): each change recorded once."""
+    env = {"DATABASE_URL": postgres_url, "API_TOKENS": TOKENS,
+           "RATE_LIMIT_WRITES_PER_MINUTE": "100000"}
+    servers = [ServeProcess(env, tmp_path / f"serve-{n}.log") for n in range(2)]
+    try:
+        for body, expected in ((payload(A), "declared"), (payload(A, B), "updated"),
+                               (payload(B), "updated"), (payload(A, B), "updated")):
+            outcomes: list[str] = []
+
+            def deliver(url: str, body: dict[str, Any] = body,
+                        outcomes: list[str] = outcomes) -> None:
+                answer = httpx.post(url + URL, json=body, headers=AM, timeout=60)
+                assert answer.status_code == 200, answer.text
+                outcomes.append(answer.json()["outcome"])
+
+            threads = [threading.Thread(target=deliver, args=(server.url,))
+                       for server in servers for _ in range(3)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert sorted(outcomes) == sorted([expected] + ["unchanged"] * 5)
+        stored = httpx.get(servers[0].url + "/api/v1/events", headers=READER,
+                           params={"limit": 100}, timeout=60).json()["items"]
+        assert [e["type"].rsplit(".", 1)[1] for e in stored] == [
+            "created", "update_added", "update_added", "update_added"]
+        assert len({e["subject"] for e in stored}) == 1
+    finally:
+        for server in servers:
+            server.stop()
