@@ -120,11 +120,16 @@ def _field_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
     return listed
 
 
-async def _validation(_: Request, error: Exception) -> JSONResponse:
+# Routes whose contract calls every body they cannot take malformed, JSON or not (422).
+_NOT_JSON_IS_UNPROCESSABLE = frozenset({"/api/v1/integrations/alertmanager"})
+
+
+async def _validation(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     errors = error.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
-        return problem_response(400, "the request body is not valid JSON")
+        status = 422 if request.url.path in _NOT_JSON_IS_UNPROCESSABLE else 400
+        return problem_response(status, "the request body is not valid JSON")
     return problem_response(
         422, "the request has invalid fields", errors=_field_errors(errors)
     )
