@@ -331,3 +331,40 @@ def test_two_api_processes_agree_on_the_group(postgres_url: str, tmp_path: Path)
     finally:
         for server in servers:
             server.stop()
+
+
+def _paths(value: Any, at: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    yield at
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _paths(inner, (*at, key))
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            yield from _paths(inner, (*at, index))
+
+
+def test_any_odd_value_anywhere_is_answered_without_a_server_error(
+    served: tuple[Services, httpx.Client],
+) -> None:
+    """Every field of a documented payload, in turn, replaced by odd values: answered
+    200 or 422 (problem+json), never 5xx; refused bodies record nothing."""
+    services, http = served
+    good = payload(A, B)
+    odd: list[Any] = [None, 0, -1, 1e308, True, "", " ", "x" * 70_000, "\x00", "\u202e",
+                      [], {}, ["a"], {"": ""}, "0001-01-01T00:00:00Z", "9999-12-31T23:59:59-23:59"]
+    answered: dict[int, int] = {}
+    for path in list(_paths(good))[1:]:
+        for value in odd:
+            body = copy.deepcopy(good)
+            target = body
+            for step in path[:-1]:
+                target = target[step]
+            target[path[-1]] = value
+            before = len(events(services))
+            answer = http.post(URL, json=body, headers=AM)
+            answered[answer.status_code] = answered.get(answer.status_code, 0) + 1
+            assert answer.status_code in (200, 422), (path, value, answer.text)
+            if answer.status_code == 422:
+                assert answer.headers["content-type"].startswith("application/problem+json")
+                assert len(events(services)) == before, (path, value)
+    assert answered[422] > answered.get(200, 0) > 0
