@@ -107,3 +107,16 @@ def test_events_mapped_for_a_command_carry_its_id() -> None:
     outside = mapper.to_stored_event(events[0])
     assert command_id_of(outside.state) is None
     assert "commandid" not in json.loads(outside.state)
+
+
+def test_the_key_an_incident_was_declared_with_is_an_attribute_not_data() -> None:
+    mapper = CloudEventMapper(JSONTranscoder())
+    incident = Incident.declare(incident_id="incident-k", at=T0, title="t", request_key="c-1")
+    (created,) = incident.collect_events()
+    stored = mapper.to_stored_event(created)
+    document = JSONFormat().read(None, stored.state)
+    assert document.get_attributes()["idempotencykey"] == "c-1"
+    assert "request_key" not in (document.get_data() or {})
+    assert mapper.to_domain_event(stored) == created
+    unkeyed = every_kind_of_event()[0]
+    assert "idempotencykey" not in json.loads(mapper.to_stored_event(unkeyed).state)
