@@ -40,6 +40,8 @@ class Field:
     default: Any = REQUIRED
     nullable: bool = False  # its value may be null (in answers too)
     internal: bool = False  # only readers see it
+    # Worked out when an answer is written (from the clock and the settings), never stored.
+    derived: bool = False
     # Limits: characters of a text (of each name, for Names), and names in a list.
     min_length: int | None = None
     max_length: int | None = None
@@ -84,6 +86,17 @@ INCIDENT_FIELDS: tuple[Field, ...] = (
     Field("created_at", datetime, "when it was declared"),
     Field("updated_at", datetime, "when it last changed"),
     Field("version", int, "the incident's version, also its ETag"),
+    # The response (domain/response.py): reader-only, like every figure of how the team
+    # performs against its own targets.
+    Field("acknowledged_at", datetime, "when the first status update after the declaration "
+          "was posted (the response); null until then", nullable=True, internal=True),
+    Field("response_due_at", datetime, "when the response is due: the declaration plus the "
+          "target for the incident's severity (RESPONSE_TARGETS)", internal=True, derived=True),
+    Field("response_breached", bool, "the response came after it was due, or it is due and "
+          "has not come", internal=True, derived=True),
+    Field("update_overdue", bool, "an active incident whose public has heard nothing (a "
+          "status update with a public message, or the declaration) for "
+          "UPDATE_REMINDER_MINUTES", internal=True, derived=True),
 )
 
 UPDATE_FIELDS: tuple[Field, ...] = (
@@ -103,6 +116,8 @@ UPDATE_FIELDS: tuple[Field, ...] = (
 
 
 INCIDENT = {f.name: f for f in INCIDENT_FIELDS}  # by name
+# The fields a read table and the audit fold keep (the derived ones are worked out).
+STORED_FIELDS = tuple(f for f in INCIDENT_FIELDS if not f.derived)
 # What a client declares an incident with, and what it may change afterwards.
 DECLARED_FIELDS = tuple(f for f in INCIDENT_FIELDS if f.given)
 DETAIL_FIELDS = tuple(f.name for f in INCIDENT_FIELDS if f.changeable)

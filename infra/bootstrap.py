@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -64,6 +64,7 @@ class Services:
     rate_limits: RateLimits
     alert_groups: AlertGroups  # Alertmanager's notifications, as incident commands
     relay: Relay | None = None  # the NATS relay, when CLOUDEVENT_BROKER_URL is set
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # "now"
     _stop: threading.Event = field(default_factory=threading.Event)
     _delivering: threading.Thread | None = None
     _heartbeat: threading.Thread | None = None
@@ -188,14 +189,14 @@ def schema_lock(settings: Settings) -> Iterator[None]:
         yield
 
 
-def bootstrap(settings: Settings) -> Services:
+def bootstrap(settings: Settings, clock: Callable[[], datetime] = now) -> Services:
     """Builds every part from the settings; creates the tables if missing. Nothing runs
     in the background until `start_projections()` / `start_relay()` /
-    `start_delivery()`."""
+    `start_delivery()`. `clock` tells every part what time it is (tests move it)."""
     with schema_lock(settings):
         commands = IncidentCommands(
             persistence_env(settings),
-            clock=now,
+            clock=clock,
             new_incident_id=new_incident_id,
             max_updates=settings.incident_max_updates,
         )
@@ -233,7 +234,7 @@ def bootstrap(settings: Settings) -> Services:
         event_log=event_log,
         database=database,
         projector=projector,
-        queries=IncidentQueries(database),
+        queries=IncidentQueries(database, settings.response_policy, clock),
         feed_queries=FeedQueries(database),
         barrier=barrier,
         followers=followers,
@@ -244,4 +245,5 @@ def bootstrap(settings: Settings) -> Services:
         rate_limits=rate_limits,
         alert_groups=AlertGroups(commands),
         relay=relay,
+        clock=clock,
     )

@@ -6,6 +6,7 @@ import re
 import resource
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from email.utils import parseaddr
 from ipaddress import ip_network
 from pathlib import Path
@@ -16,6 +17,9 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from commands.cloudevents import SYSTEM_ACTOR
+from domain.response import ResponsePolicy
+from domain.values import Severity
+from infra.response_settings import parse_response_targets
 
 Role = Literal["reader", "writer", "admin"]
 ROLES: tuple[Role, ...] = ("reader", "writer", "admin")
@@ -133,6 +137,11 @@ class Settings(BaseSettings):
     incident_rss_enabled: bool = True
     incident_max_updates: int = Field(default=100, ge=1, le=100_000)
     incident_auto_resolve_hours: int = Field(default=72, ge=0)
+    # Response targets by severity (`critical=5m,high=30m`; those left out keep the
+    # product's), and how long an active incident may go without a public update.
+    response_targets: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
+    update_reminder_minutes: float = Field(default=30, gt=0, le=7 * 24 * 60,
+                                           allow_inf_nan=False)
     cloudevent_broker_url: str | None = None
     cloudevent_topic: str = "incidents"
     # Copies JetStream keeps of the stream (a cluster of at least this many nodes).
@@ -189,6 +198,11 @@ class Settings(BaseSettings):
     @classmethod
     def _api_tokens(cls, value: object) -> object:
         return parse_api_tokens(value) if isinstance(value, str) else value
+
+    @field_validator("response_targets", mode="before")
+    @classmethod
+    def _response_targets(cls, value: object) -> object:
+        return parse_response_targets(value) if isinstance(value, str) else value
 
     @field_validator("prometheus_multiproc_dir")
     @classmethod
@@ -289,6 +303,13 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def response_policy(self) -> ResponsePolicy:
+        return ResponsePolicy(
+            targets={Severity(name): timedelta(seconds=seconds)
+                     for name, seconds in self.response_targets.items()},
+            reminder=timedelta(minutes=self.update_reminder_minutes))
+
+    @property
     def base_url(self) -> str:
         return self.public_base_url or f"http://{self.host}:{self.port}"
 
@@ -344,7 +365,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         problems = []
         for item in error.errors():
             if item["loc"]:
-                problems.append(f"{str(item['loc'][0]).upper()}: {item['msg']}")
+                message = str(item["msg"]).removeprefix("Value error, ")
+                problems.append(f"{str(item['loc'][0]).upper()}: {message}")
             else:  # a rule across settings: its message names them
                 problems.append(str(item["msg"]).removeprefix("Value error, "))
         raise SettingsError("; ".join(problems)) from None

@@ -3,9 +3,11 @@
 Used to answer a command with the incident it produced, and to show an incident as of
 an instant (`as_of`). Pure: it only reads the events it is given.
 
-The fold gives a record: the incident's fields (`domain.fields.INCIDENT_FIELDS`) by name,
-plus `deleted` and `updates` (each a record of `UPDATE_FIELDS`), the same form the
-`incident_list` read model's rows are read into, so that one serialiser answers both.
+The fold gives a record: the incident's stored fields (`domain.fields.STORED_FIELDS`) by
+name, plus `deleted`, `public_update_at` (when the public last heard of it) and `updates`
+(each a record of `UPDATE_FIELDS`), the same form the `incident_list` read model's rows are
+read into, so that one serialiser answers both (once the derived fields are added:
+`projections.incident_view.with_response`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ from domain.incident import Incident, IncidentEvent
 from domain.values import Status
 
 Record = dict[str, Any]
+# When the public last heard of the incident: its declaration, or its last status update
+# with a public message (what `update_overdue` is judged from).
+PUBLIC_UPDATE_AT = "public_update_at"
+
+
+def is_public_update(event: Incident.UpdateAdded) -> bool:
+    return bool(event.public_message.strip())
 
 
 def fold(events: Iterable[IncidentEvent], as_of: datetime | None = None) -> Record | None:
@@ -38,6 +47,8 @@ def evolve(record: Record | None, event: IncidentEvent) -> Record:
             "id": event.originator_id,
             **{f.name: getattr(event, f.name) for f in DECLARED_FIELDS},
             "resolved_at": None,
+            "acknowledged_at": None,
+            PUBLIC_UPDATE_AT: event.timestamp,
             "created_at": event.timestamp,
             "updated_at": event.timestamp,
             "version": event.originator_version,
@@ -54,7 +65,11 @@ def evolve(record: Record | None, event: IncidentEvent) -> Record:
         update["created_at"] = event.timestamp
         # Reopening (an update back to an active state) clears the resolution time.
         resolved_at = None if event.status.is_active else record["resolved_at"]
+        # The first update after the declaration is the response.
+        acknowledged_at = record["acknowledged_at"] or event.timestamp
+        told = event.timestamp if is_public_update(event) else record[PUBLIC_UPDATE_AT]
         return {**record, "status": event.status, "resolved_at": resolved_at,
+                "acknowledged_at": acknowledged_at, PUBLIC_UPDATE_AT: told,
                 "updates": (*record["updates"], update), **stamp}
     if isinstance(event, Incident.Resolved):
         return {**record, "status": Status.RESOLVED, "resolved_at": event.resolved_at,

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from domain.fields import INCIDENT, INCIDENT_FIELDS
+from domain.fields import INCIDENT, STORED_FIELDS
 from domain.incident import Incident
 from domain.values import Status
 from projections.base import Cursor, NameLists, Projection, RowBuffer, handles, micros
 from projections.columns import column_definitions, to_column
-from projections.incident_history import evolve
+from projections.incident_history import PUBLIC_UPDATE_AT, evolve, is_public_update
 
-# One column per field of the incident (`domain.fields`), by the field's name, plus the
-# store position of its creation (the list's order) and whether it was deleted.
-_FIELDS = INCIDENT_FIELDS[1:]  # after the id, the table's key
-COLUMNS = ("id", "created_position", *(f.name for f in _FIELDS), "deleted")
-_BOOLEANS = (*(f.name for f in INCIDENT_FIELDS if f.kind is bool), "deleted")
+# One column per stored field of the incident (`domain.fields`), by the field's name, plus
+# the store position of its creation (the list's order), when the public last heard of it,
+# and whether it was deleted.
+_FIELDS = STORED_FIELDS[1:]  # after the id, the table's key
+COLUMNS = ("id", "created_position", *(f.name for f in _FIELDS), PUBLIC_UPDATE_AT, "deleted")
+_BOOLEANS = (*(f.name for f in STORED_FIELDS if f.kind is bool), "deleted")
 
 
 class IncidentList(Projection):
@@ -34,7 +35,8 @@ class IncidentList(Projection):
         incidents, services, regions = (self.t(n) for n in self.tables)
         columns = ",\n                ".join([
             "id TEXT PRIMARY KEY", "created_position BIGINT NOT NULL",
-            *column_definitions(_FIELDS), "deleted BOOLEAN NOT NULL"])
+            *column_definitions(_FIELDS), f"{PUBLIC_UPDATE_AT} BIGINT NOT NULL",
+            "deleted BOOLEAN NOT NULL"])
         return [
             f"""CREATE TABLE IF NOT EXISTS {incidents} (
                 {columns}
@@ -57,7 +59,8 @@ class IncidentList(Projection):
     def _created(self, event: Incident.Created, cursor: Cursor, position: int) -> None:
         record = evolve(None, event)  # the new incident, as the audit fold has it
         self.rows.put({"created_position": position, "deleted": False,
-                       **{f.name: to_column(f, record[f.name]) for f in INCIDENT_FIELDS}})
+                       PUBLIC_UPDATE_AT: micros(record[PUBLIC_UPDATE_AT]),
+                       **{f.name: to_column(f, record[f.name]) for f in STORED_FIELDS}})
         self.services.replace(event.originator_id, event.affected_services, new=True)
         self.regions.replace(event.originator_id, event.affected_regions, new=True)
 
@@ -76,6 +79,11 @@ class IncidentList(Projection):
     @handles(Incident.UpdateAdded)
     def _update_added(self, event: Incident.UpdateAdded, cursor: Cursor, position: int) -> None:
         values: dict[str, Any] = {"status": to_column(INCIDENT["status"], event.status)}
+        row = self.rows.get(cursor, event.originator_id)
+        if row is not None and row["acknowledged_at"] is None:  # the response
+            values["acknowledged_at"] = micros(event.timestamp)
+        if is_public_update(event):
+            values[PUBLIC_UPDATE_AT] = micros(event.timestamp)
         if event.status.is_active:
             values["resolved_at"] = None  # reopened
         self._touch(event, cursor, values)

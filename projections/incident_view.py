@@ -20,8 +20,10 @@ from operator import itemgetter
 from typing import Any
 
 from domain.fields import INCIDENT_FIELDS, UPDATE_FIELDS, Field, Names
+from domain.response import ResponsePolicy
 from domain.visibility import Audience, visible_fields
 from projections.base import rfc3339
+from projections.incident_history import PUBLIC_UPDATE_AT
 
 Body = dict[str, Any]
 Convert = Callable[[Any], Any]
@@ -99,8 +101,29 @@ class Serialiser:
 RECORDS = Serialiser()
 
 
-def incident_body(record: Mapping[str, Any], audience: Audience) -> Body:
+def _same(value: Any) -> Any:
+    return value
+
+
+def with_response(record: Mapping[str, Any], policy: ResponsePolicy, now: datetime, *,
+                  read: Convert = _same, write: Convert = _same) -> dict[str, Any]:
+    """The record with the derived fields of the response (`domain.response`) as they
+    stand at `now`; `read` and `write` convert moments from and to the form the record's
+    source holds them in (the fold: datetimes; a read table: microseconds)."""
+    acknowledged = record["acknowledged_at"]
+    facts = policy.facts(
+        declared_at=read(record["created_at"]), severity=record["severity"],
+        status=record["status"],
+        acknowledged_at=None if acknowledged is None else read(acknowledged),
+        public_update_at=read(record[PUBLIC_UPDATE_AT]), now=now)
+    return {**record, "response_due_at": write(facts.due_at),
+            "response_breached": facts.breached, "update_overdue": facts.update_overdue}
+
+
+def incident_body(record: Mapping[str, Any], audience: Audience, policy: ResponsePolicy,
+                  now: datetime) -> Body:
     """An incident of the audit fold, with its status updates (oldest first), as
-    `audience` may see it."""
+    `audience` may see it at `now`."""
+    record = with_response(record, policy, now)
     return RECORDS.incident(record, audience, updates=[
         RECORDS.update(u, audience) for u in record["updates"]])

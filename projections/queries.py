@@ -12,18 +12,20 @@ import binascii
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from domain.fields import INCIDENT_FIELDS, UPDATE_FIELDS
+from domain.fields import STORED_FIELDS, UPDATE_FIELDS
+from domain.response import ResponsePolicy
 from domain.values import ACTIVE_STATUSES, IncidentType, Severity, Status
 from domain.visibility import VISIBLE, Audience, Conditions, where
-from projections.base import ReadStore, micros
+from projections.base import ReadStore, micros, moment
 from projections.columns import json_writer, named, select
+from projections.incident_history import PUBLIC_UPDATE_AT
 from projections.incident_summary import SCOPES, SERVICE_SEPARATOR
-from projections.incident_view import Body, Serialiser
+from projections.incident_view import Body, Serialiser, incident_body, with_response
 
 _SEVERITY_ORDER = [s.value for s in Severity]  # worst first
 
@@ -66,7 +68,7 @@ def decode_cursor(cursor: str) -> int:
         raise BadCursor(f"not a cursor from this list: {cursor!r}") from None
 
 
-_INCIDENT_COLUMNS = ("created_position", *(f.name for f in INCIDENT_FIELDS))
+_INCIDENT_COLUMNS = ("created_position", *(f.name for f in STORED_FIELDS), PUBLIC_UPDATE_AT)
 _UPDATE_COLUMNS = ("incident_id", *(f.name for f in UPDATE_FIELDS))
 _ROWS = Serialiser(json_writer)  # answers straight from the read tables' rows
 
@@ -106,9 +108,16 @@ def _updates(tx: Any, incident_ids: Sequence[str], audience: Audience
     return found
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class IncidentQueries:
-    def __init__(self, store: ReadStore) -> None:
+    def __init__(self, store: ReadStore, policy: ResponsePolicy | None = None,
+                 clock: Callable[[], datetime] = utc_now) -> None:
         self.store = store
+        self.policy = policy or ResponsePolicy()
+        self.clock = clock
         self.like = "ILIKE" if store.dialect == "postgres" else "LIKE"
         self._totals = _TotalCache()
 
@@ -147,7 +156,21 @@ class IncidentQueries:
         rows = rows[:limit]
         next_cursor = encode_cursor(int(rows[-1]["created_position"])) if more and rows \
             else None
-        return Page([_ROWS.incident(r, audience) for r in rows], total, next_cursor)
+        now = self.clock()
+        return Page([_ROWS.incident(self._responded(r, now), audience) for r in rows], total,
+                    next_cursor)
+
+    def _responded(self, row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+        """A read table's row with the response's derived fields at `now`."""
+        return with_response(row, self.policy, now, read=moment, write=micros)
+
+    def folded(self, record: Mapping[str, Any], audience: Audience,
+               as_of: datetime | None = None) -> Body:
+        """An incident of the audit fold as `audience` may see it now (or as it stood at
+        `as_of`, when that is earlier), with its status updates."""
+        now = self.clock()
+        return incident_body(record, audience, self.policy,
+                             now if as_of is None else min(now, as_of))
 
     def _where(self, filters: ListFilters, audience: Audience
                ) -> tuple[list[str], list[Any]]:
@@ -190,7 +213,8 @@ class IncidentQueries:
             if not rows:
                 return None
             updates = _updates(tx, [incident_id], audience)
-        return _ROWS.incident(rows[0], audience, updates=updates.get(incident_id, []))
+        return _ROWS.incident(self._responded(rows[0], self.clock()), audience,
+                              updates=updates.get(incident_id, []))
 
     def updates_of(self, incident_ids: Sequence[str], *, audience: Audience
                    ) -> dict[str, list[Body]]:

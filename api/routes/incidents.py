@@ -24,7 +24,7 @@ from api.schemas import (
 from commands.application import IncidentNotFound, NewIncident, NewUpdate, Written
 from domain.visibility import AUDITABLE, VISIBLE, Audience, event_for, shows
 from projections.incident_history import fold
-from projections.incident_view import incident_body
+from projections.queries import IncidentQueries
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 _EITHER: dict[int | str, dict[str, Any]] = {200: {
@@ -32,7 +32,8 @@ _EITHER: dict[int | str, dict[str, Any]] = {200: {
                    "(public incidents only, no internal fields)"}}
 
 
-def _answer(written: Written, audience: Audience, status_code: int = 200) -> JSONResponse:
+def _answer(written: Written, audience: Audience, queries: IncidentQueries,
+            status_code: int = 200) -> JSONResponse:
     """A command's answer: the incident after its events, as a read of it shows it."""
     record = fold(written.history)
     assert record is not None
@@ -40,17 +41,18 @@ def _answer(written: Written, audience: Audience, status_code: int = 200) -> JSO
                **position_headers(written.position)}
     if not written.recorded:
         headers["Idempotent-Replayed"] = "true"
-    return incident_response(incident_body(record, audience), status_code=status_code,
+    return incident_response(queries.folded(record, audience), status_code=status_code,
                              headers=headers)
 
 
 @router.post("", status_code=201, response_model=Incident)
 def create_incident(
-    body: IncidentCreate, caller: Writer, commands: Commands, key: IdempotencyKey
+    body: IncidentCreate, caller: Writer, commands: Commands, queries: Queries,
+    key: IdempotencyKey
 ) -> JSONResponse:
     new = NewIncident(**body.values(), given=frozenset(body.model_fields_set))
     return _answer(commands.create(new, request_key=key, actor=caller.actor), caller.audience,
-                   201)
+                   queries, 201)
 
 
 @router.get("/{incident_id}", response_model=Incident | PublicIncident, responses=_EITHER)
@@ -76,7 +78,8 @@ def get_incident(
         now, then = fold(history), fold(history, as_of=as_of)
         shown = (now is not None and then is not None and shows(AUDITABLE[audience], now)
                  and shows(VISIBLE[audience], then))
-        body = incident_body(then, audience) if shown and then is not None else None
+        body = (queries.folded(then, audience, as_of=as_of)
+                if shown and then is not None else None)
     if body is None:
         raise incident_not_found(incident_id)
     return incident_response(body)
@@ -88,10 +91,11 @@ def change_incident(
     body: IncidentChange,
     caller: Writer,
     commands: Commands,
+    queries: Queries,
     expected: ExpectedVersion,
 ) -> JSONResponse:
     written = commands.change_details(incident_id, body.given(), expected, actor=caller.actor)
-    return _answer(written, caller.audience)
+    return _answer(written, caller.audience, queries)
 
 
 @router.delete("/{incident_id}", status_code=204)
@@ -108,12 +112,13 @@ def add_update(
     body: UpdateCreate,
     caller: Writer,
     commands: Commands,
+    queries: Queries,
     expected: ExpectedVersion,
     key: IdempotencyKey,
 ) -> JSONResponse:
     update = NewUpdate(**body.values())
     return _answer(commands.add_update(incident_id, update, expected, key, actor=caller.actor),
-                   caller.audience, 201)
+                   caller.audience, queries, 201)
 
 
 @router.get("/{incident_id}/timeline", response_model=Timeline)

@@ -15,6 +15,7 @@ from api import schemas
 from commands.cloudevents import CloudEventMapper
 from domain.fields import DECLARED_FIELDS, UPDATE_FIELDS
 from domain.incident import Incident
+from domain.response import ResponsePolicy
 from domain.values import Status
 from domain.visibility import (
     AUDITABLE,
@@ -126,9 +127,14 @@ def test_the_answer_an_audience_gets_is_the_model_documented_for_it() -> None:
     incident.add_update(at=T0, max_updates=10, message="SECRET", public_message="p")
     record = fold(list(incident.collect_events()))  # type: ignore[arg-type]
     assert record is not None
-    public = incident_body(record, Audience.PUBLIC)
-    reader = incident_body(record, Audience.READER)
+    public = incident_body(record, Audience.PUBLIC, ResponsePolicy(), T0)
+    reader = incident_body(record, Audience.READER, ResponsePolicy(), T0)
     assert "SECRET" not in json.dumps(public)
+    # How the team performs against its own targets is for readers only.
+    assert not {"acknowledged_at", "response_due_at", "response_breached",
+                "update_overdue"} & set(public)
+    assert reader["acknowledged_at"] is not None
+    assert reader["response_breached"] is False
     assert reader["internal_notes"] == "SECRET"
     assert reader["updates"][0]["message"] == "SECRET"
     assert schemas.PublicIncident.model_validate(public)

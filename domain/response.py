@@ -1,0 +1,68 @@
+"""Response targets and update reminders: how soon the team must answer an incident, and
+how often it must tell the public.
+
+The response is the first status update after the declaration; it is due the target for
+the incident's severity after the declaration. An active incident is overdue for an update
+when the public has heard nothing (a status update with a public message, or the
+declaration) for the reminder interval. Pure: the moment to judge at comes from the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import MappingProxyType
+
+from domain.values import Severity, Status
+
+# From the product description: critical first, minor last.
+DEFAULT_TARGETS: Mapping[Severity, timedelta] = MappingProxyType({
+    Severity.CRITICAL: timedelta(minutes=15),
+    Severity.HIGH: timedelta(hours=1),
+    Severity.MEDIUM: timedelta(hours=4),
+    Severity.LOW: timedelta(hours=24),
+    Severity.MINOR: timedelta(hours=48),
+})
+DEFAULT_REMINDER = timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class ResponseFacts:
+    due_at: datetime
+    breached: bool
+    update_overdue: bool
+
+
+@dataclass(frozen=True)
+class ResponsePolicy:
+    """The target per severity (those not given keep the defaults) and the reminder."""
+
+    targets: Mapping[Severity, timedelta] = field(default_factory=lambda: DEFAULT_TARGETS)
+    reminder: timedelta = DEFAULT_REMINDER
+
+    def target(self, severity: Severity | str) -> timedelta:
+        severity = Severity(severity)
+        return self.targets.get(severity, DEFAULT_TARGETS[severity])
+
+    def due_at(self, declared_at: datetime, severity: Severity | str) -> datetime:
+        return declared_at + self.target(severity)
+
+    def met(self, declared_at: datetime, severity: Severity | str,
+            acknowledged_at: datetime | None, now: datetime) -> bool | None:
+        """Whether the response came in time; None while it may still come in time."""
+        due = self.due_at(declared_at, severity)
+        if acknowledged_at is not None:
+            return acknowledged_at <= due
+        return None if now <= due else False
+
+    def facts(self, *, declared_at: datetime, severity: Severity | str, status: Status | str,
+              acknowledged_at: datetime | None, public_update_at: datetime,
+              now: datetime) -> ResponseFacts:
+        """The response's due time, whether it is breached, and whether an update is
+        overdue, as they stand at `now`."""
+        return ResponseFacts(
+            due_at=self.due_at(declared_at, severity),
+            breached=self.met(declared_at, severity, acknowledged_at, now) is False,
+            update_overdue=Status(status).is_active and now - public_update_at > self.reminder,
+        )
