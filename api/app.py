@@ -25,6 +25,7 @@ from api.routes import (
     metrics,
     pages,
     queries,
+    reports,
     stream,
 )
 from infra.bootstrap import Services
@@ -43,7 +44,7 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(ExpireStaleCookie)
     app.add_middleware(Observed)  # the outermost: it sees every answer, and times it
     for module in (health, metrics, queries, feeds, incidents, stream, events, audit,
-                   integrations, pages, integration_pages):
+                   integrations, reports, pages, integration_pages):
         document_limits(module.router, identify, take_sign_up)
     app.include_router(health.router)
     app.include_router(metrics.router)
@@ -57,6 +58,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(alertmanager.router)
     app.include_router(integrations.router)
     app.include_router(audit.router)
+    app.include_router(reports.router)
     app.include_router(pages.router)
     app.include_router(integration_pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")

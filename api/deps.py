@@ -13,6 +13,7 @@ from infra.bootstrap import Services
 from infra.event_log import EventLog
 from infra.relay import Relay
 from projections.queries import IncidentQueries
+from projections.reports import LifecycleReports
 
 # Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in
 # the thread pool, a hop that costs more than the work.
@@ -34,6 +35,10 @@ async def commands(request: Request) -> IncidentCommands:
 
 async def queries(request: Request) -> IncidentQueries:
     return _services(request).queries
+
+
+async def reports(request: Request) -> LifecycleReports:
+    return _services(request).reports
 
 
 async def relay(request: Request) -> Relay | None:
@@ -80,6 +85,7 @@ IncidentId = Annotated[str, Depends(incident_id)]
 Commands = Annotated[IncidentCommands, Depends(commands)]
 Log = Annotated[EventLog, Depends(event_log)]
 Queries = Annotated[IncidentQueries, Depends(queries)]
+Reports = Annotated[LifecycleReports, Depends(reports)]
 NatsRelay = Annotated[Relay | None, Depends(relay)]
 ExpectedVersion = Annotated[int | None, Depends(expected_version)]
 IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]

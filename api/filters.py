@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Query
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from api.schemas import Moment
 from domain.values import IncidentType, Severity, Status
 from projections.queries import ListFilters
+from projections.reports import ReportFilters
 
 DEFAULT_LIMIT = 20
 FilterName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
@@ -44,3 +45,27 @@ class IncidentFilters(BaseModel):
 
 
 ListQuery = Annotated[IncidentFilters, Query()]
+
+
+class LifecycleFilters(BaseModel):
+    """Which incidents a report covers: `since` and `until` bound the start time (as the
+    list's do); `service` and `severity` repeat (any of them)."""
+
+    since: Moment | None = None
+    until: Moment | None = None
+    service: list[FilterName] = []
+    severity: list[Severity] = []
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LifecycleFilters:
+        if self.since is not None and self.until is not None and self.until <= self.since:
+            raise ValueError("until must be after since")
+        return self
+
+    def report_filters(self) -> ReportFilters:
+        return ReportFilters(since=self.since, until=self.until,
+                             service=tuple(dict.fromkeys(self.service)),
+                             severity=tuple(dict.fromkeys(s.value for s in self.severity)))
+
+
+ReportQuery = Annotated[LifecycleFilters, Query()]

@@ -26,6 +26,7 @@ from pydantic import (
 
 from domain import fields
 from domain.fields import INCIDENT_FIELDS, REQUIRED, UPDATE_FIELDS, Names
+from domain.values import Severity, Status
 from domain.visibility import Audience, visible_fields
 
 # NUL cannot be stored in PostgreSQL text, and an unpaired surrogate cannot be encoded:
@@ -272,3 +273,43 @@ class EventPage(_Answer):
     next_after: int | None = Field(description="pass as `after` for the next page; null at "
                                                "the end")
     last_position: int
+
+
+class Spread(_Answer):
+    median: float = Field(description="seconds")
+    p90: float = Field(description="seconds; the 90th percentile, interpolated linearly "
+                                   "between the closest ranks")
+
+
+class LifecycleFigures(_Answer):
+    """The figures of a set of incidents; durations are measured from the declaration."""
+
+    count: int = Field(description="incidents that started in the window")
+    resolved: int = Field(description="of them, resolved or in post-incident review")
+    mtta_seconds: Spread | None = Field(
+        description="time to acknowledge (the first status update); null when none was")
+    mttr_seconds: Spread | None = Field(
+        description="time to resolve (its last resolution); null when none is resolved")
+    response_target_met_ratio: float | None = Field(
+        description="of the responses that can be judged (given, or overdue), the share "
+                    "given by their target (RESPONSE_TARGETS); null when none can")
+    time_in_status_seconds: dict[str, float | None] = Field(
+        description=f"per status an incident works through "
+                    f"({', '.join(s.value for s in Status if s.is_active)}): the median "
+                    "time incidents spent in it (the current stay counted up to now); "
+                    "null when none was in it")
+
+
+if TYPE_CHECKING:
+    BySeverity = _Answer
+else:
+    BySeverity = create_model(
+        "BySeverity", __base__=_Answer, __doc__="The figures per severity.",
+        **{s.value: (LifecycleFigures, ...) for s in Severity})
+
+
+class LifecycleReport(_Answer):
+    """How fast incidents were acknowledged and resolved (reader token)."""
+
+    overall: LifecycleFigures
+    by_severity: BySeverity

@@ -42,6 +42,7 @@ from infra.store_watch import StoreWatch
 from infra.tokens import Authenticator, TokenStore
 from projections.feed_queries import FeedQueries
 from projections.queries import IncidentQueries
+from projections.reports import LifecycleReports
 
 log = logging.getLogger("product_status")
 
@@ -54,6 +55,7 @@ class Services:
     database: Database
     projector: Projector
     queries: IncidentQueries
+    reports: LifecycleReports
     feed_queries: FeedQueries
     barrier: ReadBarrier
     followers: Followers  # every follower of the store in this process, and their wake-ups
@@ -235,6 +237,7 @@ def bootstrap(settings: Settings, clock: Callable[[], datetime] = now) -> Servic
         database=database,
         projector=projector,
         queries=IncidentQueries(database, settings.response_policy, clock),
+        reports=LifecycleReports(database, settings.response_policy, clock),
         feed_queries=FeedQueries(database),
         barrier=barrier,
         followers=followers,

@@ -22,6 +22,7 @@ from infra.follower_worker import Follower
 from infra.followers import Followers
 from projections.base import Cursor, Projection
 from projections.feed_items import FeedItems
+from projections.incident_lifecycle import IncidentLifecycle
 from projections.incident_list import IncidentList
 from projections.incident_summary import IncidentSummary
 from projections.incident_updates import IncidentUpdates
@@ -29,7 +30,7 @@ from projections.incident_updates import IncidentUpdates
 __all__ = ["TRACKING", "PositionRefused", "Positioned", "Projector", "analyze", "apply_batch"]
 
 PROJECTIONS: tuple[type[Projection], ...] = (
-    IncidentList, IncidentUpdates, IncidentSummary, FeedItems
+    IncidentList, IncidentUpdates, IncidentSummary, FeedItems, IncidentLifecycle
 )
 TRACKING = READ_MODELS
 ANALYZE_EVERY = 20_000
