@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,6 +29,7 @@ from projections.incident_lifecycle import COLUMNS, load_durations
 # The statuses an incident works through, whose time is reported.
 WORKING = tuple(s for s in Status if s.is_active)
 _CLOSED = frozenset({Status.RESOLVED.value, Status.POST_INCIDENT.value})
+_INSTANT = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -198,3 +199,18 @@ class LifecycleReports:
         """The answer of `GET /api/v1/reports/lifecycle`."""
         now = self.clock()
         return lifecycle_report(self.incidents(filters, now), self.policy, now)
+
+    def overview(self, filters: ReportFilters, weeks: int = 12, most_weeks: int = 53
+                 ) -> tuple[ReportFilters, dict[str, Any], list[Week]]:
+        """The dashboard's report: the filters applied (without `since`, the last `weeks`
+        weeks), the figures, and per week (at most `most_weeks`, the last ones) from one
+        read of the read model."""
+        now = self.clock()
+        if filters.since is None:
+            filters = replace(filters, since=week_of(now) - timedelta(weeks=weeks - 1))
+        assert filters.since is not None
+        incidents = self.incidents(filters, now)
+        last = now if filters.until is None else min(now, filters.until - _INSTANT)
+        first = max(filters.since, week_of(last) - timedelta(weeks=most_weeks - 1))
+        return (filters, lifecycle_report(incidents, self.policy, now),
+                weekly(incidents, first, last))

@@ -14,6 +14,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from api.pages import views
+from api.pages.reports import duration, form_date, ratio
 
 RSS_FEED = "/api/v1/incidents/rss/feed"
 ATOM_FEED = "/api/v1/incidents/atom/feed"
@@ -78,7 +79,8 @@ def environment() -> Environment:
     )
     env.filters.update(label=label, bdi=bdi, bdi_list=bdi_list, utc_minute=utc_minute,
                        form_moment=form_moment, form_value=form_value,
-                       service_state=views.service_state, next_statuses=views.next_statuses)
+                       service_state=views.service_state, next_statuses=views.next_statuses,
+                       duration=duration, ratio=ratio, form_date=form_date)
     env.globals.update(RSS_FEED=RSS_FEED, ATOM_FEED=ATOM_FEED, choices=views.CHOICES)
     return env
 

@@ -16,8 +16,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from api.auth import Reader
 from api.consistency import Consistent
-from api.deps import Queries, is_incident_id
+from api.deps import Queries, Reports, is_incident_id
 from api.pages.filters import DashboardFilters, incident_table
+from api.pages.reports import ReportFormFilters, report_page
 from api.pages.templating import HEADERS, not_found, render
 from api.pages.views import ACTIVE, CLOSED, overall_state
 from domain.visibility import Audience
@@ -77,6 +78,12 @@ def dashboard_incident_page(incident_id: str) -> HTMLResponse:
     return render("dashboard/incident.html", incident_id=incident_id)
 
 
+@router.get("/dashboard/reports", response_class=HTMLResponse)
+def reports_page(form: ReportFormFilters) -> HTMLResponse:
+    """The filter form echoes the query string; the figures and charts are a fragment."""
+    return render("dashboard/reports.html", filters=form.filters)
+
+
 @router.get("/dashboard/session")
 async def session(caller: Reader) -> JSONResponse:
     """Which role the bearer token has: the sign-in page checks a token with this."""
@@ -98,6 +105,14 @@ def overview_fragment(
 ) -> HTMLResponse:
     """The incident table of the dashboard, for the filters of the query string."""
     return render("dashboard/table.html", **incident_table(queries, form))
+
+
+@router.get("/dashboard/fragments/reports", response_class=HTMLResponse)
+def reports_fragment(
+    form: ReportFormFilters, _caller: Reader, reports: Reports, _: Consistent
+) -> HTMLResponse:
+    """The report's figures and charts, for the filters of the query string."""
+    return render("dashboard/reports_view.html", **report_page(reports, form))
 
 
 @router.get("/dashboard/fragments/incidents/{incident_id}", response_class=HTMLResponse)

@@ -301,7 +301,7 @@
     }
   }
   refresh(null, true);
-  if (page === "overview") {
+  if (page === "overview" || page === "reports") {
     follow((_, id) => schedule(id));
   } else if (page === "integrations") {
     follow((_, id) => schedule(id));
