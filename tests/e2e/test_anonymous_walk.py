@@ -104,6 +104,10 @@ def cases(marker: str, before: str) -> dict[tuple[str, str], list[Call]]:
         ("POST", "/api/v1/integrations/alertmanager"): [Call(json=ALERTMANAGER_NOTIFICATION)],
         ("GET", "/dashboard/integrations"): [Call()],
         ("GET", "/dashboard/fragments/integrations"): [Call()],
+        ("GET", "/api/v1/reports/lifecycle"): [Call(), Call({"service": f"{marker}-service"}),
+                                               Call({"severity": "urgent"})],
+        ("GET", "/dashboard/reports"): [Call(), Call({"service": "api"})],
+        ("GET", "/dashboard/fragments/reports"): [Call(), Call({"service": "api"})],
     }
 
 

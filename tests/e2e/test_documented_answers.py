@@ -74,6 +74,16 @@ def test_every_answer_is_the_model_documented_for_its_caller(http: httpx.Client)
     events = http.get("/api/v1/events", headers=READER)
     assert matching(events.json(), documented(spec, "get", "/api/v1/events", "200")) == {
         "EventPage"}
+    for params in ({}, {"severity": "low"}):  # figures, and nothing to measure
+        report = http.get("/api/v1/reports/lifecycle", params=params, headers=READER)
+        assert report.status_code == 200, report.text
+        assert matching(report.json(), documented(
+            spec, "get", "/api/v1/reports/lifecycle", "200")) == {"LifecycleReport"}
+    refused = http.get("/api/v1/reports/lifecycle", params={"since": "soon"}, headers=READER)
+    assert refused.status_code == 422
+    answers = spec["paths"]["/api/v1/reports/lifecycle"]["get"]["responses"]
+    assert {"401", "403", "422"} <= set(answers)
+    assert "application/problem+json" in answers["422"]["content"]
 
 
 def test_a_command_answers_what_a_read_then_shows(http: httpx.Client) -> None:
