@@ -45,15 +45,18 @@ def read_report_form(params: QueryParams) -> ReportForm:
     """The filters of the query string; a wrong field is left out and named."""
     values = _values(params)
     errors: list[str] = []
-    while True:
+    while values:  # each round leaves out at least one field
         try:
             return ReportForm(LifecycleFilters.model_validate(values), tuple(errors))
         except ValidationError as invalid:
             for problem in invalid.errors():
+                # A rule across fields (until after since) has no place: `until` goes.
                 name = str(problem["loc"][0]) if problem["loc"] else "until"
                 message = str(problem["msg"]).removeprefix("Value error, ")
                 errors.append(f"{name} {params.get(name)!r}: {message}")
-                values.pop(name, None)
+                if values.pop(name, None) is None:
+                    values.clear()
+    return ReportForm(LifecycleFilters(), tuple(errors))
 
 
 async def report_form(request: Request) -> ReportForm:
