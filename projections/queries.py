@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from domain.fields import STORED_FIELDS, UPDATE_FIELDS
@@ -108,15 +108,12 @@ def _updates(tx: Any, incident_ids: Sequence[str], audience: Audience
     return found
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class IncidentQueries:
-    def __init__(self, store: ReadStore, policy: ResponsePolicy | None = None,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, store: ReadStore, policy: ResponsePolicy,
+                 clock: Callable[[], datetime]) -> None:
+        """`policy` and `clock` judge the response's derived fields of each answer."""
         self.store = store
-        self.policy = policy or ResponsePolicy()
+        self.policy = policy
         self.clock = clock
         self.like = "ILIKE" if store.dialect == "postgres" else "LIKE"
         self._totals = _TotalCache()
