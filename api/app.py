@@ -27,6 +27,8 @@ from api.routes import (
     queries,
     reports,
     stream,
+    subscribe_pages,
+    subscribers,
 )
 from infra.bootstrap import Services
 
@@ -44,7 +46,8 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(ExpireStaleCookie)
     app.add_middleware(Observed)  # the outermost: it sees every answer, and times it
     for module in (health, metrics, queries, feeds, incidents, stream, events, audit,
-                   integrations, reports, pages, integration_pages):
+                   integrations, reports, pages, integration_pages, subscribers,
+                   subscribe_pages):
         document_limits(module.router, identify, take_sign_up)
     app.include_router(health.router)
     app.include_router(metrics.router)
@@ -57,9 +60,11 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(events.router)
     app.include_router(alertmanager.router)
     app.include_router(integrations.router)
+    app.include_router(subscribers.router)
     app.include_router(audit.router)
     app.include_router(reports.router)
     app.include_router(pages.router)
     app.include_router(integration_pages.router)
+    app.include_router(subscribe_pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     return app

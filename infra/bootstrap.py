@@ -27,9 +27,11 @@ from infra.event_log import EventLog
 from infra.event_store import PostgresEventStore
 from infra.follower_lease import close_leases
 from infra.follower_positions import DELIVERIES, Positions
+from infra.follower_worker import Follower
 from infra.followers import Followers
 from infra.integrations.admin import IntegrationAdmin
 from infra.integrations.deliverers import Deliverers
+from infra.integrations.following import OPTIONS as DELIVERY_OPTIONS
 from infra.integrations.following import starter
 from infra.integrations.kinds import DeliveryContext
 from infra.integrations.store import IntegrationStore
@@ -39,6 +41,9 @@ from infra.rate_limits import RateLimits
 from infra.relay import Relay, RelayConfig
 from infra.settings import Settings
 from infra.store_watch import StoreWatch
+from infra.subscribers.admin import SubscriberAdmin
+from infra.subscribers.delivery import SubscriberDelivery
+from infra.subscribers.store import SubscriberStore
 from infra.tokens import Authenticator, TokenStore
 from projections.feed_queries import FeedQueries
 from projections.queries import IncidentQueries
@@ -65,6 +70,8 @@ class Services:
     authenticator: Authenticator
     rate_limits: RateLimits
     alert_groups: AlertGroups  # Alertmanager's notifications, as incident commands
+    subscribers: SubscriberAdmin
+    subscriber_mail: Follower  # the subscribers' mail, started with delivery
     relay: Relay | None = None  # the NATS relay, when CLOUDEVENT_BROKER_URL is set
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # "now"
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -97,12 +104,15 @@ class Services:
             self._delivering = threading.Thread(target=self.deliverers.run, args=(self._stop,),
                                                 name="integrations", daemon=True)
             self._delivering.start()
+            if self.settings.smtp_url:
+                self.followers.start([self.subscriber_mail], self._stop)
 
     def close(self) -> None:
         self._stop.set()
         self.deliverers.wake()
         if self._delivering is not None:
             self._delivering.join(timeout=30)
+        self.subscribers.close()
         self.store_watch.close()
         self.followers.close()
         if self._heartbeat is not None:
@@ -216,6 +226,8 @@ def bootstrap(settings: Settings, clock: Callable[[], datetime] = now) -> Servic
         integration_store.create_tables()
         token_store = TokenStore(database, now)
         token_store.create_table()
+        subscriber_store = SubscriberStore(database, event_log, clock)
+        subscriber_store.create_tables()
         rate_limits = open_rate_limits(settings, database)
     barrier = ReadBarrier(database, event_log, projector.names)
     followers.listener.on_progress(barrier.progressed)
@@ -230,6 +242,8 @@ def bootstrap(settings: Settings, clock: Callable[[], datetime] = now) -> Servic
         followers.register(relay)
     delivery = DeliveryContext.build(settings, integration_store, event_log, commands.mapper)
     deliverers = Deliverers(delivery, starter(followers))
+    subscriber_mail = followers.add(SubscriberDelivery(subscriber_store, delivery),
+                                    DELIVERY_OPTIONS)
     return Services(
         settings=settings,
         commands=commands,
@@ -247,6 +261,8 @@ def bootstrap(settings: Settings, clock: Callable[[], datetime] = now) -> Servic
         authenticator=Authenticator(settings.api_tokens, token_store),
         rate_limits=rate_limits,
         alert_groups=AlertGroups(commands),
+        subscribers=SubscriberAdmin(settings, subscriber_store),
+        subscriber_mail=subscriber_mail,
         relay=relay,
         clock=clock,
     )

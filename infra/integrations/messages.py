@@ -180,7 +180,9 @@ def message_id(event_id: str, sender: str) -> str:
 
 
 def email(occurrence: Occurrence, *, sender: str, to: tuple[str, ...], base_url: str,
-          include_internal: bool) -> Message:
+          include_internal: bool, unsubscribe: str = "") -> Message:
+    """The mail about one event. With an `unsubscribe` link (a subscriber's mail), the
+    body carries it and the RFC 8058 headers offer it for one click."""
     record, event = occurrence.after, occurrence.event
     internal = ""
     if include_internal and isinstance(event, Incident.UpdateAdded):
@@ -190,9 +192,12 @@ def email(occurrence: Occurrence, *, sender: str, to: tuple[str, ...], base_url:
         "status": STATUS_LABELS[record.status], "said": public_message(occurrence),
         "internal_message": internal,
         "internal_notes": record.internal_notes if include_internal else "",
-        "link": incident_url(base_url, record.id),
+        "link": incident_url(base_url, record.id), "unsubscribe": unsubscribe,
     }
     mail = _mail(sender, to, f"[{STATUS_LABELS[record.status]}] {record.title}", context)
+    if unsubscribe:
+        mail["List-Unsubscribe"] = f"<{unsubscribe}>"
+        mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     mail["Message-ID"] = message_id(occurrence.event_id, sender)
     mail["Date"] = format_datetime(event.timestamp)
     if not isinstance(event, Incident.Created):
@@ -212,6 +217,19 @@ def _mail(sender: str, to: tuple[str, ...], subject: str, context: dict[str, Any
     env = _templates()
     mail.set_content(env.get_template("email.txt").render(context))
     mail.add_alternative(env.get_template("email.html").render(context), subtype="html")
+    return mail
+
+
+def confirmation_mail(sender: str, to: str, link: str, services: tuple[str, ...],
+                      site: str) -> EmailMessage:
+    """The double opt-in message of a subscriber: a link to the confirmation page."""
+    mail = EmailMessage()
+    mail["From"] = sender
+    mail["To"] = formataddr(("", to))
+    mail["Subject"] = "Confirm your subscription to incident updates"
+    mail["Auto-Submitted"] = "auto-generated"
+    mail.set_content(_templates().get_template("confirm.txt").render(
+        link=link, services=services, site=site))
     return mail
 
 

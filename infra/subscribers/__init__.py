@@ -1,0 +1,1 @@
+"""Public subscribers: people who get incident mail at an address they confirmed."""
