@@ -50,9 +50,10 @@ def unsubscribe_token(mail_key: str) -> str:
 
 
 def normal_address(address: str) -> str:
-    """One row per mailbox: the domain is case-insensitive (RFC 5321 leaves the local
-    part to the server; nearly every server ignores its case too)."""
-    return address.strip().lower()
+    """One row per mailbox: the domain is case-insensitive (the local part is the mail
+    server's to interpret, RFC 5321, so it is kept as written)."""
+    local, _, domain = address.strip().rpartition("@")
+    return f"{local}@{domain.lower()}"
 
 
 @dataclass(frozen=True)

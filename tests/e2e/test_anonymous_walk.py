@@ -25,12 +25,15 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from starlette.routing import Mount
 
+from infra.settings import Settings
 from tests.alertmanager_payloads import alert, payload
-from tests.conftest import READER, WRITER, LiveServer
+from tests.conftest import READER, WRITER, LiveServer, make_settings
+from tests.receivers import SmtpReceiver
 
 STATIC = Path(__file__).parents[2] / "api" / "static"
 ID = "{incident_id}"
 INTEGRATION = "{integration_id}"  # asked as written: an anonymous caller names no integration
+SUBSCRIBER = "{subscriber_id}"  # likewise
 
 
 # Alertmanager's webhook payload (version 4): it takes a writer token.
@@ -108,6 +111,18 @@ def cases(marker: str, before: str) -> dict[tuple[str, str], list[Call]]:
                                                Call({"severity": "urgent"})],
         ("GET", "/dashboard/reports"): [Call(), Call({"service": "api"})],
         ("GET", "/dashboard/fragments/reports"): [Call(), Call({"service": "api"})],
+        ("POST", "/api/v1/subscribers"): [Call(json={"email": "walker@example.com",
+                                                    "services": ["api"]})],
+        ("GET", "/api/v1/subscribers"): [Call()],
+        ("DELETE", f"/api/v1/subscribers/{SUBSCRIBER}"): [Call()],
+        ("POST", "/api/v1/subscribers/confirm"): [Call(json={"token": marker})],
+        ("POST", "/api/v1/subscribers/unsubscribe"): [Call(json={"token": marker}),
+                                                      Call(params={"token": marker})],
+        ("POST", "/subscribe"): [Call(json={"email": "walker@example.com"})],
+        ("GET", "/subscribe/confirm"): [Call(), Call({"token": "unknown"})],
+        ("POST", "/subscribe/confirm"): [Call()],
+        ("GET", "/subscribe/unsubscribe"): [Call(), Call({"token": "unknown"})],
+        ("POST", "/subscribe/unsubscribe"): [Call({"token": "unknown"})],
     }
 
 
@@ -189,8 +204,26 @@ def write(http: httpx.Client, method: str, url: str, **fields: Any) -> None:
 
 
 @pytest.fixture
-def world(http: httpx.Client) -> World:
+def smtp() -> Iterator[SmtpReceiver]:
+    receiver = SmtpReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def settings(database_url: str, smtp: SmtpReceiver) -> Settings:
+    """With a mail server, so that subscribing works (and subscribers exist to be hidden)."""
+    return make_settings(database_url, SMTP_URL=smtp.url)
+
+
+@pytest.fixture
+def world(http: httpx.Client, live_server: LiveServer) -> World:
     marker = f"MARKER{uuid.uuid4().hex}"
+    # A confirmed subscriber whose address carries the marker (so it must appear nowhere).
+    store = live_server.services.subscribers.store
+    confirmation = store.subscribe(f"{marker}@example.com", ["api"])
+    assert confirmation is not None
+    assert store.confirm(confirmation.token)
     everywhere = {"title": f"{marker} title", "description": f"{marker} description",
                   "public_message": f"{marker} public", "internal_notes": f"{marker} notes",
                   "affected_services": ["api", f"{marker}-service"],

@@ -5,15 +5,33 @@ then shows."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 import httpx
+import pytest
 from pydantic import BaseModel, ValidationError
 
-from api import schemas
+from api import schemas, subscriber_schemas
 from api.alertmanager import AlertReceipt
-from tests.conftest import READER, WRITER
+from infra.settings import Settings
+from tests.conftest import READER, TOKENS, WRITER, make_settings
 from tests.e2e.test_anonymous_walk import ALERTMANAGER_NOTIFICATION
+from tests.receivers import SmtpReceiver
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpReceiver]:
+    receiver = SmtpReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def settings(database_url: str, smtp: SmtpReceiver) -> Settings:
+    """With a mail server, so that subscribing answers as documented."""
+    return make_settings(database_url, SMTP_URL=smtp.url)
 
 
 def documented(spec: dict[str, Any], method: str, path: str, status: str) -> set[str]:
@@ -23,11 +41,11 @@ def documented(spec: dict[str, Any], method: str, path: str, status: str) -> set
     return {option["$ref"].rsplit("/", 1)[1] for option in schema.get("anyOf", [schema])}
 
 
-def matching(body: Any, names: set[str]) -> set[str]:
+def matching(body: Any, names: set[str], module: ModuleType = schemas) -> set[str]:
     """Of the documented models, those the body is an instance of."""
     found = set()
     for name in names:
-        model: type[BaseModel] = getattr(schemas, name)
+        model: type[BaseModel] = getattr(module, name)
         try:
             model.model_validate(body)
         except ValidationError:
@@ -114,3 +132,27 @@ def test_the_alertmanager_receiver_answers_its_documented_receipt(http: httpx.Cl
     refused = http.post(path, headers=WRITER, json={**ALERTMANAGER_NOTIFICATION, "version": "3"})
     assert refused.status_code == 422
     assert "422" in spec["paths"][path]["post"]["responses"]
+
+
+def test_subscribers_answer_their_documented_models(http: httpx.Client,
+                                                    smtp: SmtpReceiver) -> None:
+    spec = http.get("/openapi.json").json()
+    admin = {"Authorization": f"Bearer {TOKENS['admin']}"}
+    base = "/api/v1/subscribers"
+    signed = http.post(base, json={"email": "doc@example.org", "services": ["api"]})
+    listed = http.get(base, headers=admin)
+    smtp.wait_for(1)
+    token = smtp.messages[0][1].get_content().split("token=")[1].split()[0]
+    confirmed = http.post(f"{base}/confirm", json={"token": token})
+    for response, method, path, status in (
+            (signed, "post", base, "202"), (listed, "get", base, "200"),
+            (confirmed, "post", f"{base}/confirm", "200")):
+        assert response.status_code == int(status), response.text
+        names = documented(spec, method, path, status)
+        assert len(matching(response.json(), names, subscriber_schemas)) == 1, path
+        model = getattr(subscriber_schemas, names.pop())
+        if response.json().get("items"):
+            assert set(response.json()["items"][0]) == set(
+                model.model_fields["items"].annotation.__args__[0].model_fields)
+        else:
+            assert set(response.json()) == set(model.model_fields)

@@ -114,6 +114,11 @@ def expected_ids(http: httpx.Client, services: Services, after: int,
     return wanted
 
 
+def wait_for_mails(smtp: SmtpReceiver, address: str, count: int) -> None:
+    wait_until(lambda: len(received_ids(smtp, address)) >= count, 120,
+               f"{count} mails to {address}")
+
+
 def every_table_text(services: Services) -> str:
     """Every row of every table of the database, as text (the event store included)."""
     database = services.database
@@ -189,9 +194,7 @@ def test_subscribe_confirm_receive_unsubscribe_and_erase(
     assert wanted[api_only]
     assert not wanted[billing], "no incident affects billing"
     for address, ids in wanted.items():
-        count = len(ids)
-        wait_until(lambda a=address, n=count: len(received_ids(smtp, a)) >= n, 120,
-                   f"{count} mails to {address}")
+        wait_for_mails(smtp, address, len(ids))
     time.sleep(1.0)
     for address, ids in wanted.items():
         assert received_ids(smtp, address) == ids, address  # each once, in store order
