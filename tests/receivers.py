@@ -194,7 +194,8 @@ class _MailHandler:
 
 
 class SmtpReceiver:
-    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message."""
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message; it can be
+    stopped and started again on its port."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -203,18 +204,23 @@ class SmtpReceiver:
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         sock.close()
-        self.controller = Controller(_MailHandler(self), hostname="127.0.0.1", port=self.port)
+        self.controller: Controller | None = None
 
     @property
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}"
 
     def start(self) -> SmtpReceiver:
+        """Listens (again, after `stop()`: on the same port)."""
+        self.controller = Controller(_MailHandler(self), hostname="127.0.0.1", port=self.port)
         self.controller.start()
         return self
 
     def stop(self) -> None:
-        self.controller.stop()
+        """Closes the port: connections are refused until `start()`."""
+        controller, self.controller = self.controller, None
+        if controller is not None:
+            controller.stop()
 
     def wait_for(self, count: int, timeout: float = 60.0) -> list[tuple[list[str], EmailMessage]]:
         deadline = time.monotonic() + timeout
