@@ -140,6 +140,9 @@ class SubscriberStore:
         chosen = json.dumps(sorted(set(services)))
         expires, resend = micros(now + CONFIRM_TTL), micros(now - CONFIRM_EVERY)
         with self.database.transaction(write=True) as cursor:
+            # Sign-ups never confirmed are forgotten once their link expired.
+            cursor.execute("DELETE FROM subscribers WHERE confirmed_at IS NULL "
+                           "AND confirm_expires_at <= ?", (micros(now),))
             row = cursor.execute("SELECT id, confirm_sent_at FROM subscribers WHERE email = ?",
                                  (address,)).fetchone()
             if row is None:

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from api.rate_limits import SIGN_UPS, SignUpLimited
-from infra.bootstrap import Services, bootstrap
+from api.rate_limits import SIGN_UPS
+from infra.bootstrap import bootstrap
 from infra.database import Database, PostgresDatabase, SQLiteDatabase
 from infra.rate_limits import Limit, RateLimits
 from tests.conftest import READER, WRITER, LiveServer, make_settings
+from tests.receivers import SmtpReceiver
 
 ANOTHER_WRITER = {"Authorization": "Bearer second-writer"}
 TOKENS = "writer:writer-token,second:writer:second-writer,reader:reader-token"
@@ -92,33 +92,35 @@ def test_failed_authentications_are_limited_per_client_address(
             for _ in range(21)] == [401] * 20 + [429]
 
 
-def test_sign_ups_are_limited_per_client_address(services: Services) -> None:
-    """The sign-up route is not there yet: a route taking the same dependency stands in."""
+def test_sign_ups_are_limited_per_client_address(database_url: str) -> None:
+    """The API's and the status page form's sign-ups count together, per client address."""
+    smtp = SmtpReceiver().start()
+    services = bootstrap(make_settings(database_url, SMTP_URL=smtp.url))
     server = LiveServer(services)
-    app = server.server.config.app
-    assert isinstance(app, FastAPI)
-
-    @app.post("/sign-up-probe", status_code=204)
-    def probe(_: SignUpLimited) -> None:
-        return None
-
     server.start()
     try:
-        answers = [httpx.post(f"{server.url}/sign-up-probe", headers=_from("198.51.100.1"))
-                   for _ in range(SIGN_UPS.count + 1)]
-        assert [a.status_code for a in answers] == [204] * SIGN_UPS.count + [429]
+        url = f"{server.url}/api/v1/subscribers"
+        answers = [httpx.post(url, json={"email": f"s{n}@example.org"},
+                              headers=_from("198.51.100.1"))
+                   for n in range(SIGN_UPS.count)]
+        answers.append(httpx.post(f"{server.url}/subscribe", data={"email": "f@example.org"},
+                                  headers=_from("198.51.100.1")))
+        assert [a.status_code for a in answers] == [202] * SIGN_UPS.count + [429]
         assert 3500 <= int(answers[-1].headers["Retry-After"]) <= 3600
-        assert httpx.post(f"{server.url}/sign-up-probe",
-                          headers=_from("198.51.100.2")).status_code == 204
+        assert httpx.post(url, json={"email": "t@example.org"},
+                          headers=_from("198.51.100.2")).status_code == 202
+        smtp.wait_for(SIGN_UPS.count + 1)
     finally:
         server.stop()
+        services.close()
+        smtp.stop()
 
 
 def test_the_api_description_lists_429_where_it_can_be_answered(http: httpx.Client) -> None:
     paths = http.get("/openapi.json").json()["paths"]
     for path, method in (("/api/v1/incidents", "post"), ("/api/v1/incidents", "get"),
                          ("/api/v1/incidents/{incident_id}/updates", "post"),
-                         ("/api/v1/events", "get")):
+                         ("/api/v1/events", "get"), ("/api/v1/subscribers", "post")):
         answer = paths[path][method]["responses"]["429"]
         assert "application/problem+json" in answer["content"], (path, method)
         assert "Retry-After" in answer["headers"]
