@@ -2,9 +2,11 @@
 an integration's) that fans each public change out to the confirmed subscribers it
 concerns, one mail each, as the email integration writes it without internal content.
 
-Every accepted mail leaves a receipt (subscriber, event) before the next is sent, so a
-batch tried again (the mail server went away, the process restarted) skips whoever has
-it already: each subscriber gets each change once, in store order. A failure stops the
+Every accepted mail leaves a receipt (subscriber, event), recorded as the integrations
+record their attempts (at least every RECORD_EVERY seconds, and always before a failure
+is raised), so a batch tried again skips whoever has it already: each subscriber gets
+each change once, in store order, whatever the mail server does. Only a crash of the
+process itself can send the last half second's mail again (same Message-ID). A failure stops the
 batch; the follower tries it again after a back-off. The follower runs in a thread of its
 own: commands and the integrations' followers never wait for it.
 
@@ -14,12 +16,14 @@ Addresses never reach a log line: failures are logged by subscriber id.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 from infra.event_log import StoredCloudEvent
 from infra.follower import Delivering, Unavailable
 from infra.integrations import messages
 from infra.integrations.config import Filters
+from infra.integrations.delivery import RECORD_EVERY
 from infra.integrations.kinds import DeliveryContext
 from infra.integrations.messages import Message
 from infra.integrations.occurrences import IncidentStates, Occurrence, visible_document
@@ -85,15 +89,28 @@ class SubscriberDelivery(Delivering):
                 self._fan_out(occurrence, concerned)
 
     def _fan_out(self, occurrence: Occurrence, concerned: list[Subscriber]) -> None:
+        """Sends the event's mail to whoever of `concerned` has no receipt for it yet.
+        Receipts are recorded as the integrations record attempts: at least every
+        RECORD_EVERY seconds, at the end, and before a failure is raised."""
         assert self.sender is not None
         done = self.store.receipted(occurrence.event_id)
-        for subscriber in concerned:
-            if subscriber.id in done:
-                continue
-            attempt = self.sender.send(mail_for(occurrence, subscriber, self.context), 1)
-            if not attempt.delivered:
-                # The error names no recipient: SMTP codes and connection errors only.
-                log.warning("subscriber %s: mail not accepted (%s)", subscriber.id,
-                            attempt.status_code or "no answer")
-                raise SubscriberMailFailed(f"mail to subscriber {subscriber.id} not accepted")
-            self.store.receipt(subscriber.id, occurrence.event_id, occurrence.position)
+        accepted: list[str] = []
+        recorded = time.monotonic()
+        try:
+            for subscriber in concerned:
+                if subscriber.id in done:
+                    continue
+                attempt = self.sender.send(mail_for(occurrence, subscriber, self.context), 1)
+                if not attempt.delivered:
+                    # The error names no recipient: SMTP codes and connection errors only.
+                    log.warning("subscriber %s: mail not accepted (%s)", subscriber.id,
+                                attempt.status_code or "no answer")
+                    raise SubscriberMailFailed(
+                        f"mail to subscriber {subscriber.id} not accepted")
+                accepted.append(subscriber.id)
+                if time.monotonic() - recorded > RECORD_EVERY:
+                    self.store.receipts(accepted, occurrence.event_id, occurrence.position)
+                    accepted, recorded = [], time.monotonic()
+        finally:
+            if accepted:
+                self.store.receipts(accepted, occurrence.event_id, occurrence.position)

@@ -149,10 +149,13 @@ class SubscriberStore:
                 key = secrets.token_hex(32)
                 cursor.execute(
                     f"INSERT INTO subscribers ({_COLUMNS}) VALUES "
-                    "(?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?) ON CONFLICT (email) DO NOTHING",
+                    "(?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?) ON CONFLICT (email) DO NOTHING "
+                    "RETURNING id",
                     (str(uuid.uuid4()), address, "[]", chosen, micros(now), digest(token),
                      expires, micros(now), digest(unsubscribe_token(key)), key))
-                return Confirmation(address, token)
+                added = cursor.fetchone()
+                # None: a sign-up of the same address at the same moment sends its own.
+                return None if added is None else Confirmation(address, token)
             if row[1] is not None and int(row[1]) > resend:
                 return None
             cursor.execute(
@@ -232,11 +235,14 @@ class SubscriberStore:
                 (event_id,)).fetchall()
         return {str(row[0]) for row in rows}
 
-    def receipt(self, subscriber_id: str, event_id: str, position: int) -> None:
-        """Records an accepted mail (nothing for a subscriber removed meanwhile)."""
-        with self.database.transaction(write=True) as cursor:
-            cursor.execute(
+    def receipts(self, subscriber_ids: Sequence[str], event_id: str, position: int) -> None:
+        """Records accepted mails of one event, in one transaction (nothing for
+        subscribers removed meanwhile)."""
+        at = micros(self.clock())
+        with self.database.transaction(write=True, pipeline=True) as cursor:
+            cursor.executemany(
                 "INSERT INTO subscriber_receipts (subscriber_id, event_id, position, sent_at) "
                 "SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM subscribers WHERE id = ?) "
                 "ON CONFLICT (subscriber_id, event_id) DO NOTHING",
-                (subscriber_id, event_id, position, micros(self.clock()), subscriber_id))
+                [(subscriber_id, event_id, position, at, subscriber_id)
+                 for subscriber_id in subscriber_ids])
