@@ -58,7 +58,7 @@ def wait_for_mail(smtp: SmtpReceiver, count: int) -> list[str]:
             for _, m in smtp.wait_for(count)]
 
 
-def test_subscribe_confirm_and_unsubscribe_in_the_browser(
+def test_subscribe_confirm_and_unsubscribe_in_the_browser_with_screenshots(
         page: Page, api: httpx.Client, smtp: SmtpReceiver, server: LiveServer,
         tmp_path: Path, browser: Browser) -> None:
     folder = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path)
