@@ -75,6 +75,8 @@ class SubscriberDelivery(Delivering):
 
     def deliver(self, events: Sequence[StoredCloudEvent]) -> None:
         assert self.sender is not None, "open() first"
+        # Events before this batch are done (the follower saved its position past them).
+        self.store.forget_receipts(events[0].position)
         subscribers = self.store.confirmed()
         for stored in events:
             occurrence = self.states.occurrence(stored)  # every event: the fold goes on

@@ -119,6 +119,8 @@ class SubscriberStore:
                 PRIMARY KEY (subscriber_id, event_id))""",
             "CREATE INDEX IF NOT EXISTS subscriber_receipts_event "
             "ON subscriber_receipts (event_id)",
+            "CREATE INDEX IF NOT EXISTS subscriber_receipts_position "
+            "ON subscriber_receipts (position)",
         ]
         for statement in statements:
             with self.database.transaction(write=True) as cursor:
@@ -234,6 +236,12 @@ class SubscriberStore:
                 "SELECT subscriber_id FROM subscriber_receipts WHERE event_id = ?",
                 (event_id,)).fetchall()
         return {str(row[0]) for row in rows}
+
+    def forget_receipts(self, before: int) -> None:
+        """Drops the receipts of events before `before`: the follower has saved a position
+        past them, so they are never asked for again."""
+        with self.database.transaction(write=True) as cursor:
+            cursor.execute("DELETE FROM subscriber_receipts WHERE position < ?", (before,))
 
     def receipts(self, subscriber_ids: Sequence[str], event_id: str, position: int) -> None:
         """Records accepted mails of one event, in one transaction (nothing for

@@ -85,3 +85,16 @@ def test_every_subscriber_gets_the_update_once_though_the_mail_server_died(
     assert len(ids) == 1, "the same event's mail to everyone"
     wait_until(lambda: services.subscriber_mail.state().position
                == services.event_log.last_position(), 30, "the follower caught up")
+    assert receipts(services) == SUBSCRIBERS
+
+    # Receipts are kept only while they may be needed: the next batch drops them.
+    post_update(http, incident, status="monitoring", public_message="Recovering")
+    smtp.wait_for(2 * SUBSCRIBERS, timeout=180)
+    wait_until(lambda: receipts(services) == SUBSCRIBERS, 30, "the older receipts dropped")
+
+
+def receipts(services: Services) -> int:
+    with services.database.transaction() as cursor:
+        row = cursor.execute("SELECT COUNT(*) FROM subscriber_receipts").fetchone()
+    assert row is not None
+    return int(row[0])
