@@ -24,6 +24,7 @@ from api.routes import (
     integrations,
     metrics,
     pages,
+    postmortems,
     queries,
     reports,
     stream,
@@ -45,8 +46,8 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(BodySizeLimit)
     app.add_middleware(ExpireStaleCookie)
     app.add_middleware(Observed)  # the outermost: it sees every answer, and times it
-    for module in (health, metrics, queries, feeds, incidents, stream, events, audit,
-                   integrations, reports, pages, integration_pages, subscribers,
+    for module in (health, metrics, queries, feeds, incidents, postmortems, stream, events,
+                   audit, integrations, reports, pages, integration_pages, subscribers,
                    subscribe_pages):
         document_limits(module.router, identify, take_sign_up)
     app.include_router(health.router)
@@ -56,6 +57,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(queries.router)
     app.include_router(feeds.router)
     app.include_router(incidents.router)
+    app.include_router(postmortems.router)
     app.include_router(stream.router)
     app.include_router(events.router)
     app.include_router(alertmanager.router)

@@ -2,7 +2,9 @@
 
 Text is plain text everywhere except the RSS item `description`, which RSS defines as
 HTML: there it is HTML-escaped, so what a reader shows is the text as written and never
-markup. Characters XML 1.0 cannot carry are dropped; everything else is kept. A document
+markup. A postmortem is the one exception: its Markdown is rendered and sanitised
+(`api.markdown`) and sent as HTML, in the RSS `description` and an Atom `content`.
+Characters XML 1.0 cannot carry are dropped; everything else is kept. A document
 depends only on its inputs (no clock), so equal inputs give equal bytes and the ETag the
 routes derive from those inputs is a strong one.
 """
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from email.utils import format_datetime
 from urllib.parse import quote
 
+from api import markdown
 from projections.base import moment
 from projections.feed_queries import FeedEntry, FeedIncident
 
@@ -124,6 +127,35 @@ class Item:
     status: str
     severity: str
     services: tuple[str, ...]
+    html: str | None = None  # sanitised HTML (a postmortem), sent instead of the summary
+
+
+POSTMORTEM = "Postmortem"
+
+
+def postmortem_item(base_url: str, incident: FeedIncident) -> Item | None:
+    """The incident's published postmortem as one item (None without one): its guid and
+    id are its own, its `updated` moves as it is changed."""
+    postmortem = incident.postmortem
+    if postmortem is None:
+        return None
+    link = f"{incident_url(base_url, incident.id)}#postmortem"
+    return Item(
+        title=titled(incident.title, POSTMORTEM),
+        link=link, guid=link, guid_is_permalink=False,
+        atom_id=atom_id(f"incident/{incident.id}/postmortem"),
+        summary=postmortem.body, html=markdown.render(clean(postmortem.body)),
+        published=postmortem.published_at, updated=postmortem.updated_at,
+        incident_type=incident.incident_type, status=incident.status,
+        severity=incident.severity, services=incident.affected_services,
+    )
+
+
+def incident_items(base_url: str, incident: FeedIncident) -> list[Item]:
+    """An incident in a general feed: its item, and its postmortem once published."""
+    postmortem = postmortem_item(base_url, incident)
+    item = incident_item(base_url, incident)
+    return [item] if postmortem is None else [item, postmortem]
 
 
 def incident_item(base_url: str, incident: FeedIncident) -> Item:
@@ -200,8 +232,10 @@ def rss(channel: Channel, items: Sequence[Item]) -> bytes:
         element = ET.SubElement(head, "item")
         _text(element, "title", item.title)
         _text(element, "link", item.link)
-        # RSS defines description as HTML: escaped, the text shows as written.
-        _text(element, "description", html.escape(clean(item.summary), quote=False))
+        # RSS defines description as HTML: escaped, the text shows as written (a
+        # postmortem: its sanitised HTML).
+        _text(element, "description", item.html if item.html is not None
+              else html.escape(clean(item.summary), quote=False))
         _text(element, "guid", item.guid,
               isPermaLink="true" if item.guid_is_permalink else "false")
         _text(element, "pubDate", rfc822(item.updated))
@@ -235,6 +269,8 @@ def atom(channel: Channel, items: Iterable[Item]) -> bytes:
         ET.SubElement(entry, "link", {
             "rel": "alternate", "href": clean(item.link), "type": "text/html"})
         _text(entry, "summary", item.summary, type="text")
+        if item.html is not None:
+            _text(entry, "content", item.html, type="html")
         ET.SubElement(entry, "category", {"term": clean(item.incident_type)})
         _extensions(entry, item)
     return _serialize(root)

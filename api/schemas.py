@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from domain import fields
-from domain.fields import INCIDENT_FIELDS, REQUIRED, UPDATE_FIELDS, Names
+from domain.fields import INCIDENT_FIELDS, POSTMORTEM_FIELDS, REQUIRED, UPDATE_FIELDS, Names
 from domain.values import Severity, Status
 from domain.visibility import Audience, visible_fields
 
@@ -153,10 +153,13 @@ def _body(name: str, base: type[_Body], table: tuple[fields.Field, ...],
 
 
 # mypy sees the bases; FastAPI and clients see the fields derived from `domain.fields`.
+_POSTMORTEM_GIVEN = tuple(f for f in POSTMORTEM_FIELDS if f.given)
 if TYPE_CHECKING:
     IncidentCreate = _Body
     IncidentChange = _Body
     UpdateCreate = _UpdateBody
+    PostmortemWrite = _Body
+    PostmortemDraft = _Body
 else:
     IncidentCreate = _body(
         "IncidentCreate", _Body, tuple(f for f in INCIDENT_FIELDS if f.given), _given,
@@ -168,6 +171,12 @@ else:
     UpdateCreate = _body(
         "UpdateCreate", _UpdateBody, tuple(f for f in UPDATE_FIELDS if f.given), _given,
         "A status update: it needs a status, a message or a public_message.")
+    PostmortemWrite = _body(
+        "PostmortemWrite", _Body, _POSTMORTEM_GIVEN, _given,
+        "The incident's postmortem, whole: it replaces the one written before.")
+    PostmortemDraft = _body(
+        "PostmortemDraft", _Body, tuple(f for f in _POSTMORTEM_GIVEN if f.name == "body"),
+        _given, "Markdown to preview as the public page would show it.")
 
 
 # Answers.
@@ -199,18 +208,30 @@ StatusUpdate = _answer("StatusUpdate", UPDATE_FIELDS, _READER,
                        "A status update, as a reader token sees it.")
 PublicStatusUpdate = _answer("PublicStatusUpdate", UPDATE_FIELDS, _PUBLIC,
                              "A status update without a token: no internal message.")
+Postmortem = _answer("Postmortem", POSTMORTEM_FIELDS, _READER,
+                     "An incident's postmortem (Markdown).")
+_POSTMORTEM_ANSWER = (Postmortem | None, Field(description=(
+    "the postmortem; null when there is none, or (without a token) while it is not "
+    "published")))
 IncidentItem = _answer("IncidentItem", INCIDENT_FIELDS, _READER,
                        "An incident in a list, as a reader token sees it.")
 PublicIncidentItem = _answer("PublicIncidentItem", INCIDENT_FIELDS, _PUBLIC,
                              "An incident in a list, without a token: no internal notes.")
 Incident = _answer("Incident", INCIDENT_FIELDS, _READER,
                    "An incident with its status updates, as a reader token sees it.",
-                   updates=(list[StatusUpdate], Field(description="oldest first")))  # type: ignore[valid-type]
+                   updates=(list[StatusUpdate], Field(description="oldest first")),  # type: ignore[valid-type]
+                   postmortem=_POSTMORTEM_ANSWER)
 PublicIncident = _answer(
     "PublicIncident", INCIDENT_FIELDS, _PUBLIC,
     "An incident with its status updates, without a token: public incidents only, "
     "without internal notes and internal update messages.",
-    updates=(list[PublicStatusUpdate], Field(description="oldest first")))  # type: ignore[valid-type]
+    updates=(list[PublicStatusUpdate], Field(description="oldest first")),  # type: ignore[valid-type]
+    postmortem=_POSTMORTEM_ANSWER)
+
+
+class RenderedMarkdown(_Answer):
+    html: str = Field(description="the Markdown as sanitised HTML, as the public page "
+                                  "shows it")
 
 
 def _page(name: str, item: type[BaseModel], doc: str) -> type[BaseModel]:

@@ -203,6 +203,18 @@ class IncidentCommands(Application[str]):
 
         return self._command(incident_id, expected_version, actor, decide, replay)
 
+    def write_postmortem(
+        self, incident_id: str, body: str, published: bool,
+        expected_version: int | None = None, *, actor: str = SYSTEM_ACTOR,
+    ) -> Written:
+        """Replaces the postmortem; the same text and publication again records nothing."""
+        def decide(incident: Incident, history: Sequence[IncidentEvent]) -> None:
+            if postmortem_of(history) == (body, published) and not incident.deleted:
+                return
+            incident.write_postmortem(at=self.clock(), body=body, published=published)
+
+        return self._command(incident_id, expected_version, actor, decide)
+
     def delete(self, incident_id: str, expected_version: int | None = None, *,
                actor: str = SYSTEM_ACTOR) -> Written:
         def decide(incident: Incident, _: Sequence[IncidentEvent]) -> None:
@@ -302,6 +314,15 @@ def details_of(history: Sequence[IncidentEvent]) -> dict[str, Any]:
         elif isinstance(event, Incident.DetailsChanged):
             details.update(event.changes)
     return details
+
+
+def postmortem_of(history: Sequence[IncidentEvent]) -> tuple[str, bool] | None:
+    """The incident's postmortem (body, published) as last written; None before one."""
+    found: tuple[str, bool] | None = None
+    for event in history:
+        if isinstance(event, Incident.PostmortemUpdated):
+            found = (event.body, event.published)
+    return found
 
 
 def _matches(created: IncidentEvent, new: NewIncident, given: frozenset[str]) -> bool:

@@ -34,3 +34,10 @@ class UpdateLimitReached(IncidentRuleError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"an incident holds at most {limit} status updates")
         self.limit = limit
+
+
+class PostmortemTooEarly(IncidentRuleError):
+    def __init__(self, current: Status) -> None:
+        super().__init__(f"an incident that is {current.value} has no postmortem yet: it "
+                         "takes one once it is resolved or in post-incident review")
+        self.current = current

@@ -115,6 +115,17 @@ UPDATE_FIELDS: tuple[Field, ...] = (
 )
 
 
+# A resolved incident's postmortem: Markdown, written and replaced whole by a writer, and
+# shown to the public once published (`domain.visibility.POSTMORTEM_VISIBLE`).
+POSTMORTEM_TEXT = 50_000
+POSTMORTEM_FIELDS: tuple[Field, ...] = (
+    Field("body", str, "the postmortem in Markdown (raw HTML is shown as text)", given=True,
+          min_length=1, max_length=POSTMORTEM_TEXT),
+    Field("published", bool, "shown on the public page and in the feeds", given=True,
+          default=False),
+    Field("updated_at", datetime, "when it last changed"),
+)
+
 INCIDENT = {f.name: f for f in INCIDENT_FIELDS}  # by name
 # The fields a read table and the audit fold keep (the derived ones are worked out).
 STORED_FIELDS = tuple(f for f in INCIDENT_FIELDS if not f.derived)

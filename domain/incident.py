@@ -16,6 +16,7 @@ from eventsourcing.domain import BaseAggregate, CanInitAggregate, CanMutateAggre
 from domain.errors import (
     IncidentDeleted,
     InitialStatusRefused,
+    PostmortemTooEarly,
     TransitionRefused,
     UpdateLimitReached,
 )
@@ -108,6 +109,14 @@ class Incident(BaseAggregate[str]):
             aggregate.status = Status.RESOLVED
 
     @dataclass(frozen=True)
+    class PostmortemUpdated(Event):
+        """The postmortem as written now, whole (`domain.fields.POSTMORTEM_FIELDS`)."""
+
+        TOPIC = EVENT_TYPE_PREFIX + "postmortem_updated"
+        body: str
+        published: bool
+
+    @dataclass(frozen=True)
     class Deleted(Event):
         TOPIC = EVENT_TYPE_PREFIX + "deleted"
 
@@ -182,6 +191,15 @@ class Incident(BaseAggregate[str]):
         if resolves:
             self.trigger_event(self.Resolved, timestamp=at, resolved_at=at)
 
+    def write_postmortem(self, *, at: datetime, body: str, published: bool) -> None:
+        """Records the postmortem; only an incident that is resolved or in post-incident
+        review has one. The caller passes only a change (a repeat records nothing)."""
+        self._check_not_deleted()
+        if self.status.is_active:
+            raise PostmortemTooEarly(self.status)
+        self.trigger_event(self.PostmortemUpdated, timestamp=at, body=body,
+                           published=published)
+
     def delete(self, *, at: datetime) -> None:
         self._check_not_deleted()
         self.trigger_event(self.Deleted, timestamp=at)
@@ -203,6 +221,7 @@ EVENT_TYPES: tuple[str, ...] = tuple(
         Incident.UpdateAdded,
         Incident.Resolved,
         Incident.Deleted,
+        Incident.PostmortemUpdated,
     )
 )
 

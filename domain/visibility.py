@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from domain.fields import INCIDENT_FIELDS, UPDATE_FIELDS, Field
+from domain.fields import INCIDENT_FIELDS, POSTMORTEM_FIELDS, UPDATE_FIELDS, Field
 from domain.incident import Incident
 
 
@@ -50,6 +50,12 @@ IN_FEEDS: Conditions = {**VISIBLE[Audience.PUBLIC], "rss_enabled": True}
 AUDITABLE: Mapping[Audience, Conditions] = {
     Audience.READER: {},
     Audience.PUBLIC: VISIBLE[Audience.PUBLIC],
+}
+
+# Which postmortems (of an incident the audience sees) it sees: the public only published ones.
+POSTMORTEM_VISIBLE: Mapping[Audience, Conditions] = {
+    Audience.READER: {},
+    Audience.PUBLIC: {"published": True},
 }
 
 
@@ -86,6 +92,12 @@ _DATA_FIELDS: Mapping[str, tuple[Field, ...]] = {
     Incident.UpdateAdded.TOPIC: UPDATE_FIELDS,
     Incident.Resolved.TOPIC: INCIDENT_FIELDS,
     Incident.Deleted.TOPIC: INCIDENT_FIELDS,
+    Incident.PostmortemUpdated.TOPIC: POSTMORTEM_FIELDS,
+}
+# Events the public receives only when their `data` meets these conditions (a draft
+# postmortem is not public).
+_PUBLIC_WHEN: Mapping[str, Conditions] = {
+    Incident.PostmortemUpdated.TOPIC: POSTMORTEM_VISIBLE[Audience.PUBLIC],
 }
 
 
@@ -99,10 +111,14 @@ def public_data_fields(event_type: str) -> frozenset[str]:
 def event_for(audience: Audience, document: bytes) -> bytes | None:
     """The stored CloudEvents document as this audience may receive it: readers get the
     stored bytes; the public gets it without extensions and internal fields, or None when
-    nothing public is left (a change of internal notes alone)."""
+    nothing public is left (a change of internal notes alone, an unpublished postmortem)."""
     if audience is Audience.READER:
         return document
     event = json.loads(document)
+    condition = _PUBLIC_WHEN.get(event["type"])
+    if condition is not None and not all(
+            (event.get("data") or {}).get(name) == value for name, value in condition.items()):
+        return None
     shown = public_data_fields(event["type"])
     data = {k: v for k, v in (event.get("data") or {}).items() if k in shown}
     if set(data) <= {"incident_id"} and event["type"] == Incident.DetailsChanged.TOPIC:

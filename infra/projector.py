@@ -24,13 +24,15 @@ from projections.base import Cursor, Projection
 from projections.feed_items import FeedItems
 from projections.incident_lifecycle import IncidentLifecycle
 from projections.incident_list import IncidentList
+from projections.incident_postmortems import IncidentPostmortems
 from projections.incident_summary import IncidentSummary
 from projections.incident_updates import IncidentUpdates
 
 __all__ = ["TRACKING", "PositionRefused", "Positioned", "Projector", "analyze", "apply_batch"]
 
 PROJECTIONS: tuple[type[Projection], ...] = (
-    IncidentList, IncidentUpdates, IncidentSummary, FeedItems, IncidentLifecycle
+    IncidentList, IncidentUpdates, IncidentSummary, FeedItems, IncidentLifecycle,
+    IncidentPostmortems,
 )
 TRACKING = READ_MODELS
 ANALYZE_EVERY = 20_000

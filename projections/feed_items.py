@@ -7,8 +7,11 @@ them. A change of internal notes is not one, and nothing that happens to an inci
 outside the feeds (not public, not in feeds, or deleted) is one either, so none of these
 moves a feed's ETag, Last-Modified or body. An incident never in the feeds has
 `last_public_change` 0. `feed_entries` holds one row per public entry of an incident: its
-declaration and each update that says something public or moves its status. Internal
-notes and internal messages never enter these tables.
+declaration and each update that says something public or moves its status.
+`feed_postmortems` holds the published postmortem of an incident (when it was first
+published and last changed): publishing one, changing a published one and withdrawing it
+are public changes; a draft never enters the table. Internal notes and internal messages
+never enter these tables.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any, ClassVar
 
 from domain.fields import INCIDENT, INCIDENT_FIELDS
 from domain.incident import Incident
-from domain.visibility import IN_FEEDS, Audience, shows, visible_fields
+from domain.visibility import IN_FEEDS, POSTMORTEM_VISIBLE, Audience, shows, visible_fields
 from projections.base import (
     AppendBuffer,
     Cursor,
@@ -47,7 +50,7 @@ def in_feeds(row: dict[str, Any]) -> bool:
 
 class FeedItems(Projection):
     name: ClassVar[str] = "feed_items"
-    tables: ClassVar[tuple[str, ...]] = ("feed_incidents", "feed_entries")
+    tables: ClassVar[tuple[str, ...]] = ("feed_incidents", "feed_entries", "feed_postmortems")
 
     def __init__(self, suffix: str = "") -> None:
         super().__init__(suffix)
@@ -86,6 +89,12 @@ class FeedItems(Projection):
                 published_at BIGINT NOT NULL,
                 position BIGINT NOT NULL,
                 PRIMARY KEY (incident_id, number)
+            )""",
+            f"""CREATE TABLE IF NOT EXISTS {self.t("feed_postmortems")} (
+                incident_id TEXT PRIMARY KEY,
+                body TEXT NOT NULL,
+                published_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL
             )""",
         ]
 
@@ -136,6 +145,27 @@ class FeedItems(Projection):
     @handles(Incident.Deleted)
     def _deleted(self, event: Incident.Deleted, cursor: Cursor, position: int) -> None:
         self._touch(cursor, event, position, {"deleted": True})
+
+    @handles(Incident.PostmortemUpdated)
+    def _postmortem(self, event: Incident.PostmortemUpdated, cursor: Cursor, position: int
+                    ) -> None:
+        # Postmortems are few: written straight through, so a later event of the same
+        # batch reads what this one wrote.
+        table, incident_id = self.t("feed_postmortems"), event.originator_id
+        found = cursor.execute(f"SELECT published_at FROM {table} WHERE incident_id = ?",
+                               (incident_id,)).fetchone()
+        at = micros(event.timestamp)
+        if shows(POSTMORTEM_VISIBLE[Audience.PUBLIC], {"published": event.published}):
+            cursor.execute(
+                f"INSERT INTO {table} (incident_id, body, published_at, updated_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (incident_id) DO UPDATE SET "
+                "body = excluded.body, updated_at = excluded.updated_at",
+                (incident_id, event.body, at if found is None else found[0], at))
+        elif found is not None:  # withdrawn
+            cursor.execute(f"DELETE FROM {table} WHERE incident_id = ?", (incident_id,))
+        else:
+            return  # a draft: nothing the feeds show changed
+        self._touch(cursor, event, position, {})
 
     def _touch(
         self, cursor: Cursor, event: Incident.Event, position: int, changes: dict[str, Any]

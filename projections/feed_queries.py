@@ -21,14 +21,20 @@ from projections.feed_items import NEVER_IN_FEEDS, FeedItems
 CLOSED_STATUSES = ("resolved", "post_incident")
 MAX_ENTRIES = 100  # per-incident feeds show at most the newest 100 entries
 
+_POSTMORTEM_COLUMNS = ("postmortem", "postmortem_published_at", "postmortem_updated_at")
 _INCIDENT_COLUMNS = ("id", "title", "description", "status", "severity", "incident_type",
                      "affected_services", "public_message", "created_at",
-                     "last_public_change", "position")
+                     "last_public_change", "position", *_POSTMORTEM_COLUMNS)
+# An incident's row with its published postmortem, if any (`f` and `p`).
+_INCIDENT_SELECT = ", ".join(
+    [f"f.{c}" for c in _INCIDENT_COLUMNS if c not in _POSTMORTEM_COLUMNS]
+    + ["p.body", "p.published_at", "p.updated_at"])
+_WITH_POSTMORTEM = "feed_incidents f LEFT JOIN feed_postmortems p ON p.incident_id = f.id"
 _READ_COLUMNS = (*_INCIDENT_COLUMNS, "read_at")
 _RECENT_COLUMNS = (*_INCIDENT_COLUMNS, "newest", "read_at")
 _ENTRY_COLUMNS = ("number", "status", "public_message", "published_at", "position")
 # The incidents a feed may show (`domain.visibility`).
-_VISIBLE, _VISIBLE_PARAMS = where(IN_FEEDS)
+_VISIBLE, _VISIBLE_PARAMS = where(IN_FEEDS, "f")
 # The newest public change of any incident (one that left the feeds included); None while
 # no incident was ever in them.
 _NEWEST = f"NULLIF(max(last_public_change), {NEVER_IN_FEEDS})"
@@ -52,6 +58,16 @@ class FeedIncident:
     created_at: int  # microseconds since the epoch
     last_public_change: int
     position: int
+    postmortem: FeedPostmortem | None = None
+
+
+@dataclass(frozen=True)
+class FeedPostmortem:
+    """An incident's published postmortem (Markdown)."""
+
+    body: str
+    published_at: int  # when it was first published (since it was last withdrawn)
+    updated_at: int
 
 
 @dataclass(frozen=True)
@@ -85,6 +101,9 @@ def _incident(row: dict[str, Any]) -> FeedIncident:
         affected_services=tuple(load_list(row["affected_services"])),
         public_message=str(row["public_message"]), created_at=int(row["created_at"]),
         last_public_change=int(row["last_public_change"]), position=int(row["position"]),
+        postmortem=None if row["postmortem"] is None else FeedPostmortem(
+            str(row["postmortem"]), int(row["postmortem_published_at"]),
+            int(row["postmortem_updated_at"])),
     )
 
 
@@ -126,11 +145,11 @@ class FeedQueries:
             else:
                 where.append("1 = 0")
         sql = (
-            f"SELECT {', '.join(_INCIDENT_COLUMNS)}, "
+            f"SELECT {_INCIDENT_SELECT}, "
             f"(SELECT {_NEWEST} FROM feed_incidents) AS newest, "
             f"{_POSITION} AS read_at "
-            f"FROM feed_incidents f WHERE {' AND '.join(where)} "
-            "ORDER BY last_public_change DESC, id DESC LIMIT ?"
+            f"FROM {_WITH_POSTMORTEM} WHERE {' AND '.join(where)} "
+            "ORDER BY f.last_public_change DESC, f.id DESC LIMIT ?"
         )
         return sql, [*params, limit]
 
@@ -167,8 +186,8 @@ class FeedQueries:
             return None
         with self.store.transaction() as tx:
             rows = named(_READ_COLUMNS, tx.execute(
-                f"SELECT {', '.join(_INCIDENT_COLUMNS)}, {_POSITION} AS read_at "
-                f"FROM feed_incidents WHERE id = ? AND {_VISIBLE}",
+                f"SELECT {_INCIDENT_SELECT}, {_POSITION} AS read_at "
+                f"FROM {_WITH_POSTMORTEM} WHERE f.id = ? AND {_VISIBLE}",
                 (incident_id, *_VISIBLE_PARAMS)).fetchall())
         return (_incident(rows[0]), int(rows[0]["read_at"] or 0)) if rows else None
 

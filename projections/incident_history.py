@@ -4,9 +4,10 @@ Used to answer a command with the incident it produced, and to show an incident 
 an instant (`as_of`). Pure: it only reads the events it is given.
 
 The fold gives a record: the incident's stored fields (`domain.fields.STORED_FIELDS`) by
-name, plus `deleted`, `public_update_at` (when the public last heard of it) and `updates`
-(each a record of `UPDATE_FIELDS`), the same form the `incident_list` read model's rows are
-read into, so that one serialiser answers both (once the derived fields are added:
+name, plus `deleted`, `public_update_at` (when the public last heard of it), `updates`
+(each a record of `UPDATE_FIELDS`) and `postmortem` (a record of `POSTMORTEM_FIELDS`, None
+before one is written), the same form the `incident_list` read model's rows are read into,
+so that one serialiser answers both (once the derived fields are added:
 `projections.incident_view.with_response`).
 """
 
@@ -54,6 +55,7 @@ def evolve(record: Record | None, event: IncidentEvent) -> Record:
             "version": event.originator_version,
             "deleted": False,
             "updates": (),
+            "postmortem": None,
         }
     assert record is not None, "an incident's first event is its creation"
     stamp: Record = {"updated_at": event.timestamp, "version": event.originator_version}
@@ -76,4 +78,7 @@ def evolve(record: Record | None, event: IncidentEvent) -> Record:
                 **stamp}
     if isinstance(event, Incident.Deleted):
         return {**record, "deleted": True, **stamp}
+    if isinstance(event, Incident.PostmortemUpdated):
+        return {**record, "postmortem": {"body": event.body, "published": event.published,
+                                         "updated_at": event.timestamp}, **stamp}
     raise TypeError(f"unknown incident event {type(event).__name__}")

@@ -97,6 +97,11 @@ class IncidentList(Projection):
     def _deleted(self, event: Incident.Deleted, cursor: Cursor, position: int) -> None:
         self._touch(event, cursor, {"deleted": True})
 
+    @handles(Incident.PostmortemUpdated)
+    def _postmortem(self, event: Incident.PostmortemUpdated, cursor: Cursor, position: int
+                    ) -> None:
+        self._touch(event, cursor, {})  # its text is in `incident_postmortems`
+
     def _touch(self, event: Incident.Event, cursor: Cursor, values: dict[str, Any]) -> None:
         self.rows.change(cursor, event.originator_id, **values,
                          updated_at=micros(event.timestamp), version=event.originator_version)

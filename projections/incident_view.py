@@ -19,9 +19,9 @@ from enum import Enum
 from operator import itemgetter
 from typing import Any
 
-from domain.fields import INCIDENT_FIELDS, UPDATE_FIELDS, Field, Names
+from domain.fields import INCIDENT_FIELDS, POSTMORTEM_FIELDS, UPDATE_FIELDS, Field, Names
 from domain.response import ResponsePolicy
-from domain.visibility import Audience, visible_fields
+from domain.visibility import POSTMORTEM_VISIBLE, Audience, shows, visible_fields
 from projections.base import rfc3339
 from projections.incident_history import PUBLIC_UPDATE_AT
 
@@ -83,18 +83,29 @@ class Serialiser:
 
         self._incident = plans(INCIDENT_FIELDS)
         self._update = plans(UPDATE_FIELDS)
+        self._postmortem = plans(POSTMORTEM_FIELDS)
 
     def update(self, update: Mapping[str, Any], audience: Audience) -> Body:
         """One status update as `audience` may see it."""
         return self._update[audience].body(update)
 
+    def postmortem(self, postmortem: Mapping[str, Any] | None, audience: Audience
+                   ) -> Body | None:
+        """The postmortem if `audience` may see it (the public: once published)."""
+        if postmortem is None or not shows(POSTMORTEM_VISIBLE[audience], postmortem):
+            return None
+        return self._postmortem[audience].body(postmortem)
+
     def incident(self, record: Mapping[str, Any], audience: Audience, *,
-                 updates: list[Body] | None = None) -> Body:
+                 updates: list[Body] | None = None,
+                 postmortem: Mapping[str, Any] | None = None) -> Body:
         """One incident as `audience` may see it, without status updates (an item of a
-        list) or with `updates`, already written for the same audience."""
+        list) or with `updates`, already written for the same audience, and its
+        `postmortem` (as its source holds it; null when there is none to show)."""
         body = self._incident[audience].body(record)
         if updates is not None:
             body["updates"] = updates
+            body["postmortem"] = self.postmortem(postmortem, audience)
         return body
 
 
@@ -126,4 +137,5 @@ def incident_body(record: Mapping[str, Any], audience: Audience, policy: Respons
     `audience` may see it at `now`."""
     record = with_response(record, policy, now)
     return RECORDS.incident(record, audience, updates=[
-        RECORDS.update(u, audience) for u in record["updates"]])
+        RECORDS.update(u, audience) for u in record["updates"]],
+        postmortem=record["postmortem"])

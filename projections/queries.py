@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from domain.fields import STORED_FIELDS, UPDATE_FIELDS
+from domain.fields import POSTMORTEM_FIELDS, STORED_FIELDS, UPDATE_FIELDS
 from domain.response import ResponsePolicy
 from domain.values import ACTIVE_STATUSES, IncidentType, Severity, Status
 from domain.visibility import VISIBLE, Audience, Conditions, where
@@ -70,6 +70,7 @@ def decode_cursor(cursor: str) -> int:
 
 _INCIDENT_COLUMNS = ("created_position", *(f.name for f in STORED_FIELDS), PUBLIC_UPDATE_AT)
 _UPDATE_COLUMNS = ("incident_id", *(f.name for f in UPDATE_FIELDS))
+_POSTMORTEM_COLUMNS = tuple(f.name for f in POSTMORTEM_FIELDS)
 _ROWS = Serialiser(json_writer)  # answers straight from the read tables' rows
 
 
@@ -210,8 +211,12 @@ class IncidentQueries:
             if not rows:
                 return None
             updates = _updates(tx, [incident_id], audience)
+            postmortems = select(tx, _POSTMORTEM_COLUMNS,
+                                 "FROM incident_postmortems WHERE incident_id = ?",
+                                 [incident_id])
         return _ROWS.incident(self._responded(rows[0], self.clock()), audience,
-                              updates=updates.get(incident_id, []))
+                              updates=updates.get(incident_id, []),
+                              postmortem=postmortems[0] if postmortems else None)
 
     def updates_of(self, incident_ids: Sequence[str], *, audience: Audience
                    ) -> dict[str, list[Body]]:

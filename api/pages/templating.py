@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
+from api import markdown
 from api.pages import views
 from api.pages.reports import duration, form_date, ratio
 
@@ -44,6 +45,11 @@ def bdi(text: str) -> Markup:
 def bdi_list(names: Iterable[str]) -> Markup:
     """`a, b`, each name isolated; empty for no names."""
     return Markup(", ").join(bdi(name) for name in names)
+
+
+def markdown_html(text: str) -> Markup:
+    """Markdown, rendered and sanitised (`api.markdown`): safe to insert as it is."""
+    return Markup(markdown.render(text))  # noqa: S704 - sanitised by nh3
 
 
 def utc_minute(iso: str) -> str | None:
@@ -78,6 +84,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(label=label, bdi=bdi, bdi_list=bdi_list, utc_minute=utc_minute,
+                       markdown=markdown_html,
                        form_moment=form_moment, form_value=form_value,
                        service_state=views.service_state, next_statuses=views.next_statuses,
                        duration=duration, ratio=ratio, form_date=form_date)

@@ -138,7 +138,7 @@ def _general(kind: str, request: Request, feeds: FeedReader,
         etag = etag_of(kind, url, base, settings.rss_ttl_minutes, channel.updated,
                      [(i.id, i.position) for i in incidents])
         return Reading(found.position, etag, found.newest, lambda: _render(kind)(
-            channel, [feeds_xml.incident_item(base, i) for i in incidents]))
+            channel, [item for i in incidents for item in feeds_xml.incident_items(base, i)]))
 
     return _serve(kind, request, feeds, read)
 
@@ -167,8 +167,11 @@ def _one_incident(kind: str, request: Request, feeds: FeedReader, incident_id: s
 
         def render() -> bytes:
             entries = feeds.queries.entries(incident, limit=max_items)
-            return _render(kind)(channel, [feeds_xml.entry_item(base, incident, e)
-                                           for e in entries])
+            items = [feeds_xml.entry_item(base, incident, e) for e in entries]
+            postmortem = feeds_xml.postmortem_item(base, incident)
+            if postmortem is not None:  # newest first, among the entries
+                items = sorted([postmortem, *items], key=lambda i: -i.updated)[:max_items]
+            return _render(kind)(channel, items)
 
         return Reading(position, etag, incident.last_public_change, render)
 
@@ -199,7 +202,8 @@ def rss_feed(
     _: Consistent,
     params: Annotated[GeneralParams, Query()],
 ) -> Response:
-    """RSS 2.0: one item per public incident, newest public change first."""
+    """RSS 2.0: one item per public incident, newest public change first, each followed
+    by its postmortem once published."""
     return _general("rss", request, feeds, params)
 
 
@@ -223,8 +227,9 @@ def incident_rss(
     _: Consistent,
     params: Annotated[IncidentParams, Query()],
 ) -> Response:
-    """RSS 2.0: one item per public entry of the incident (its declaration and each
-    public status update), newest first; 404 for an incident no feed may show."""
+    """RSS 2.0: one item per public entry of the incident (its declaration, each public
+    status update, and its postmortem once published), newest first; 404 for an incident
+    no feed may show."""
     return _one_incident("rss", request, feeds, incident_id, params.max_items)
 
 

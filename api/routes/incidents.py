@@ -17,6 +17,7 @@ from api.schemas import (
     IncidentChange,
     IncidentCreate,
     Moment,
+    PostmortemWrite,
     PublicIncident,
     Timeline,
     UpdateCreate,
@@ -119,6 +120,23 @@ def add_update(
     update = NewUpdate(**body.values())
     return _answer(commands.add_update(incident_id, update, expected, key, actor=caller.actor),
                    caller.audience, queries, 201)
+
+
+@router.put("/{incident_id}/postmortem", response_model=Incident)
+def write_postmortem(
+    incident_id: IncidentId,
+    body: PostmortemWrite,
+    caller: Writer,
+    commands: Commands,
+    expected: ExpectedVersion,
+) -> JSONResponse:
+    """Replaces the incident's postmortem (Markdown), once the incident is resolved or in
+    post-incident review (409 before). The public sees it once `published`; the same text
+    and publication again changes nothing (`Idempotent-Replayed: true`)."""
+    values = body.values()
+    written = commands.write_postmortem(incident_id, values["body"], values["published"],
+                                        expected, actor=caller.actor)
+    return _answer(written, caller.audience)
 
 
 @router.get("/{incident_id}/timeline", response_model=Timeline)

@@ -159,6 +159,38 @@
         submit(form);
       });
     }
+    for (const input of scope.querySelectorAll("textarea[data-preview]")) bindPreview(input);
+  }
+
+  // A live preview of Markdown, rendered and sanitised by the server exactly as the public
+  // page will show it (the answer is the server's sanitised HTML).
+  function bindPreview(input) {
+    const shown = document.getElementById(input.dataset.preview);
+    let timer = null;
+    let asked = 0;
+    input.addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(async () => {
+        const mine = ++asked;
+        if (!input.value) {
+          shown.textContent = "";
+          return;
+        }
+        try {
+          const response = await api("/api/v1/postmortems/preview", {
+            method: "POST",
+            headers: { "Content-Type": "application/json", Accept: "application/json" },
+            body: JSON.stringify({ body: input.value }),
+          });
+          const answer = await response.json();
+          if (mine !== asked) return; // a newer preview is on its way
+          if (response.ok) shown.innerHTML = answer.html;
+          else shown.textContent = answer.detail || `No preview (HTTP ${response.status}).`;
+        } catch (error) {
+          if (mine === asked) shown.textContent = "No preview: " + error.message;
+        }
+      }, 250);
+    });
   }
 
   async function submit(form) {

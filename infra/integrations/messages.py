@@ -31,7 +31,7 @@ PAGERDUTY_SEVERITY = {Severity.CRITICAL: "critical", Severity.HIGH: "error",
                       Severity.MEDIUM: "warning", Severity.LOW: "info", Severity.MINOR: "info"}
 HEADLINES = {Incident.Created: "New incident", Incident.DetailsChanged: "Details changed",
              Incident.UpdateAdded: "Status update", Incident.Resolved: "Resolved",
-             Incident.Deleted: "Withdrawn"}
+             Incident.Deleted: "Withdrawn", Incident.PostmortemUpdated: "Postmortem"}
 TEST_TYPE = "com.example.integration.test"
 _SLACK_TEXT_LIMIT = 3000
 
@@ -53,11 +53,13 @@ def incident_url(base_url: str, incident_id: str) -> str:
 
 
 def public_message(occurrence: Occurrence) -> str:
-    """What the event says to the public: an update's public message, else the
-    incident's."""
+    """What the event says to the public: an update's public message, a published
+    postmortem, else the incident's public message."""
     event = occurrence.event
     if isinstance(event, Incident.UpdateAdded) and event.public_message.strip():
         return event.public_message
+    if isinstance(event, Incident.PostmortemUpdated) and event.published:
+        return event.body
     return occurrence.after.public_message
 
 

@@ -40,6 +40,12 @@ def write_history(commands: IncidentCommands, count: int, start: int = 0) -> Non
                                                     public_message=f"found {i}"))
         if i % 3 == 0:
             commands.add_update(incident, NewUpdate(status=Status.RESOLVED))
+            # A draft postmortem; published for some, then withdrawn for some of those.
+            commands.write_postmortem(incident, f"# Postmortem {i}\n\n<b>draft</b>", False)
+            if i % 2 == 0:
+                commands.write_postmortem(incident, f"# Postmortem {i}", True)
+            if i % 4 == 0:
+                commands.write_postmortem(incident, f"# Postmortem {i}", False)
         if i % 5 == 0:
             commands.change_details(incident, {"severity": Severity.CRITICAL,
                                                "affected_services": ("svc-x", "svc-y")})
