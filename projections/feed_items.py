@@ -150,19 +150,20 @@ class FeedItems(Projection):
     def _postmortem(self, event: Incident.PostmortemUpdated, cursor: Cursor, position: int
                     ) -> None:
         # Postmortems are few: written straight through, so a later event of the same
-        # batch reads what this one wrote.
+        # batch reads what this one wrote (by executemany, whose result no later read on
+        # the shared cursor can take for its own in PostgreSQL's pipeline mode).
         table, incident_id = self.t("feed_postmortems"), event.originator_id
         found = cursor.execute(f"SELECT published_at FROM {table} WHERE incident_id = ?",
                                (incident_id,)).fetchone()
         at = micros(event.timestamp)
         if shows(POSTMORTEM_VISIBLE[Audience.PUBLIC], {"published": event.published}):
-            cursor.execute(
+            cursor.executemany(
                 f"INSERT INTO {table} (incident_id, body, published_at, updated_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (incident_id) DO UPDATE SET "
                 "body = excluded.body, updated_at = excluded.updated_at",
-                (incident_id, event.body, at if found is None else found[0], at))
+                [(incident_id, event.body, at if found is None else found[0], at)])
         elif found is not None:  # withdrawn
-            cursor.execute(f"DELETE FROM {table} WHERE incident_id = ?", (incident_id,))
+            cursor.executemany(f"DELETE FROM {table} WHERE incident_id = ?", [(incident_id,)])
         else:
             return  # a draft: nothing the feeds show changed
         self._touch(cursor, event, position, {})

@@ -2,7 +2,8 @@
 
 A public incident holds a unique marker in its internal notes (at creation and changed by
 PUT) and in the internal messages of its status updates; a private incident and a deleted
-one hold it everywhere. Then every route of the app's own route table is called without a
+one hold it everywhere (a published postmortem too), and a resolved public incident holds
+it in its draft postmortem. Then every route of the app's own route table is called without a
 token (a route without a case here fails the test), with each incident's id where the path
 takes one, and an unknown id: the marker appears in no answer's body or headers, and the
 hidden incidents' ids appear nowhere but in answers to requests that carry them, which must
@@ -77,6 +78,9 @@ def cases(marker: str, before: str) -> dict[tuple[str, str], list[Call]]:
         ("PUT", f"/api/v1/incidents/{ID}"): [Call(json={"title": "anonymous"})],
         ("DELETE", f"/api/v1/incidents/{ID}"): [Call()],
         ("POST", f"/api/v1/incidents/{ID}/updates"): [Call(json={"message": "anonymous"})],
+        ("PUT", f"/api/v1/incidents/{ID}/postmortem"): [
+            Call(json={"body": "anonymous", "published": True})],
+        ("POST", "/api/v1/postmortems/preview"): [Call(json={"body": f"{marker} preview"})],
         ("GET", f"/api/v1/incidents/{ID}/timeline"): [Call()],
         ("GET", "/api/v1/events"): [Call(), Call({"after": 0, "limit": 1000})],
         ("GET", "/api/v1/events/stream"): [Call({"after": 0}, stream=True)],
@@ -241,6 +245,14 @@ def world(http: httpx.Client, live_server: LiveServer) -> World:
         write(http, "POST", f"{url}/updates", status="identified",
               message=f"{marker} cause found")
         write(http, "POST", f"{url}/updates", message=f"{marker} internal only")
+    for incident in (private, deleted):
+        url = f"/api/v1/incidents/{incident}"
+        write(http, "POST", f"{url}/updates", status="resolved", message=f"{marker} fixed")
+        write(http, "PUT", f"{url}/postmortem", body=f"# {marker} postmortem", published=True)
+    drafted = declare(http, title="Resolved, its postmortem a draft")
+    write(http, "POST", f"/api/v1/incidents/{drafted}/updates", status="resolved")
+    write(http, "PUT", f"/api/v1/incidents/{drafted}/postmortem", body=f"{marker} draft",
+          published=False)
     write(http, "PUT", f"/api/v1/incidents/{private}", title=f"{marker} retitled")
     time.sleep(0.01)
     before = datetime.now(UTC).isoformat()
@@ -252,6 +264,7 @@ def world(http: httpx.Client, live_server: LiveServer) -> World:
     last_public_event: int = events.json()["last_position"]
     # As the reader sees them, so the marker is known to be there to be hidden.
     assert marker in http.get(f"/api/v1/incidents/{public}", headers=READER).text
+    assert marker in http.get(f"/api/v1/incidents/{drafted}", headers=READER).text
     assert private in http.get("/api/v1/incidents", headers=READER).text
     return World(marker, public, [private, deleted], "incident-" + uuid.uuid4().hex,
                  before, last_public_event)

@@ -65,14 +65,27 @@ def test_every_answer_is_the_model_documented_for_its_caller(http: httpx.Client)
                       json={"message": "SECRET", "public_message": "Draining"})
     changed = http.put(url, headers=WRITER, json={"severity": "high"})
     http.post("/api/v1/incidents", headers=WRITER, json={"title": "Private", "is_public": False})
+    # A resolved incident with a published postmortem, and one with a draft.
+    drafted = http.post("/api/v1/incidents", headers=WRITER, json={"title": "Drafted"}).json()
+    for target, published in ((url, True), (f"/api/v1/incidents/{drafted['id']}", False)):
+        http.post(f"{target}/updates", headers=WRITER, json={"status": "resolved"})
+        postmortem = http.put(f"{target}/postmortem", headers=WRITER,
+                              json={"body": "# Lessons", "published": published})
+        assert postmortem.status_code == 200, postmortem.text
+    preview = http.post("/api/v1/postmortems/preview", headers=WRITER, json={"body": "*x*"})
     for response, method, path in ((created, "post", "/api/v1/incidents"),
                                    (added, "post", "/api/v1/incidents/{incident_id}/updates"),
-                                   (changed, "put", "/api/v1/incidents/{incident_id}")):
+                                   (changed, "put", "/api/v1/incidents/{incident_id}"),
+                                   (postmortem, "put",
+                                    "/api/v1/incidents/{incident_id}/postmortem"),
+                                   (preview, "post", "/api/v1/postmortems/preview")):
         names = documented(spec, method, path, str(response.status_code))
         assert len(matching(response.json(), names)) == 1, path
 
     reads = [
         ("/api/v1/incidents/{incident_id}", url, {}, "PublicIncident", "Incident"),
+        ("/api/v1/incidents/{incident_id}", f"/api/v1/incidents/{drafted['id']}", {},
+         "PublicIncident", "Incident"),
         ("/api/v1/incidents/{incident_id}", url, {"as_of": changed.json()["updated_at"]},
          "PublicIncident", "Incident"),
         ("/api/v1/incidents", "/api/v1/incidents", {}, "PublicIncidentPage", "IncidentPage"),
@@ -112,7 +125,10 @@ def test_a_command_answers_what_a_read_then_shows(http: httpx.Client) -> None:
     assert http.get(url, headers=READER).json() == created.json()
     for method, target, body in (("POST", f"{url}/updates",
                                   {"status": "resolved", "message": "m"}),
-                                 ("PUT", url, {"internal_notes": "more"})):
+                                 ("PUT", url, {"internal_notes": "more"}),
+                                 ("PUT", f"{url}/postmortem", {"body": "# Why"}),
+                                 ("PUT", f"{url}/postmortem", {"body": "# Why",
+                                                               "published": True})):
         answer = http.request(method, target, headers=WRITER, json=body)
         read = http.get(url, headers=READER)
         assert read.json() == answer.json()
