@@ -189,6 +189,9 @@ def email(occurrence: Occurrence, *, sender: str, to: tuple[str, ...], base_url:
     internal = ""
     if include_internal and isinstance(event, Incident.UpdateAdded):
         internal = event.message
+    elif include_internal and isinstance(event, Incident.PostmortemUpdated) \
+            and not event.published:
+        internal = event.body  # a draft: for the team only
     context = {
         "headline": HEADLINES[type(event)], "incident": record,
         "status": STATUS_LABELS[record.status], "said": public_message(occurrence),

@@ -39,10 +39,11 @@ JSON = {"Content-Type": "application/json"}
 ADMIN = {"Authorization": f"Bearer {TOKENS['admin']}"}
 
 # A valid body of each write, to which a test adds (or in which it replaces) one field.
-VALID = {
+VALID: dict[str, dict[str, Any]] = {
     "create": {"title": "Checkout is down"},
     "change": {"title": "Checkout is slow"},
     "update": {"message": "Still looking"},
+    "postmortem": {"body": "What happened", "published": False},
 }
 WRITES = list(VALID)
 
@@ -123,12 +124,13 @@ def incident_in(http: httpx.Client, state: str) -> str:
 
 
 def target(kind: str, incident_id: str) -> tuple[str, str]:
-    """Method and path of a write: `create`, `change` (PUT), `update` (a status update)
-    or `delete`."""
+    """Method and path of a write: `create`, `change` (PUT), `update` (a status update),
+    `postmortem` or `delete`."""
     return {
         "create": ("POST", INCIDENTS),
         "change": ("PUT", f"{INCIDENTS}/{incident_id}"),
         "update": ("POST", f"{INCIDENTS}/{incident_id}/updates"),
+        "postmortem": ("PUT", f"{INCIDENTS}/{incident_id}/postmortem"),
         "delete": ("DELETE", f"{INCIDENTS}/{incident_id}"),
     }[kind]
 
@@ -646,7 +648,7 @@ def test_a_body_of_exactly_1_mib_is_read_and_validated(
     kind: str,
 ) -> None:
     """The limit is on bodies *over* 1 MiB: one of exactly 1 MiB gets to validation."""
-    field = "title" if kind != "update" else "message"
+    field = {"update": "message", "postmortem": "body"}.get(kind, "title")
     text = "x" * (MAX_BODY_BYTES - 64)
     body = padded({**VALID[kind], field: text}, MAX_BODY_BYTES)
     assert len(body) == MAX_BODY_BYTES
@@ -682,6 +684,7 @@ ID_OPERATIONS = [
     pytest.param("PUT", "", VALID["change"], [WRITER], id="PUT"),
     pytest.param("DELETE", "", None, [WRITER], id="DELETE"),
     pytest.param("POST", "/updates", VALID["update"], [WRITER], id="POST-updates"),
+    pytest.param("PUT", "/postmortem", VALID["postmortem"], [WRITER], id="PUT-postmortem"),
     pytest.param("GET", "/timeline", None, [{}, READER], id="GET-timeline"),
 ]
 
@@ -1118,7 +1121,7 @@ def test_if_match_garbage_is_412(
     if_match: str | bytes,
 ) -> None:
     with nothing_changes(http, services, incident["id"]):
-        for kind in ("change", "update", "delete"):
+        for kind in ("change", "update", "postmortem", "delete"):
             headers = {"If-Match": if_match}
             response = write(http, kind, incident["id"], VALID.get(kind), headers=headers)
             assert_problem(response, 412)

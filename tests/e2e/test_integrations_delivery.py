@@ -385,3 +385,36 @@ def test_a_removed_integration_receives_and_records_nothing_more(
     assert len(receiver.received) == 1
     assert services.integrations.store.deliveries(created["id"], None, 10) == ([], None)
     assert services.deliverers.running() == []
+
+
+def plain_text(mail: Any) -> str:
+    part = mail.get_body(("plain",))
+    assert part is not None
+    text: str = part.get_content()
+    return text
+
+
+def test_a_postmortem_reaches_the_public_once_published_and_the_team_as_a_draft(
+        http: httpx.Client, services: Services, receivers: Callable[[], HttpReceiver],
+        smtp: SmtpReceiver) -> None:
+    public = receivers()
+    webhook(http, public, event_types=["postmortem_updated"])
+    add(http, kind="email", to=["ops@example.com"], include_internal=True,
+        event_types=["postmortem_updated"])
+    incident = declare(http, title="Payments down")
+    post_update(http, incident, status="resolved", public_message="Fixed")
+    url = f"/api/v1/incidents/{incident}/postmortem"
+    for body, published in (("SECRET draft", False), ("# Lessons learned", True)):
+        answer = http.put(url, json={"body": body, "published": published}, headers=WRITER)
+        assert answer.status_code == 200, answer.text
+    (_, draft), (_, final) = smtp.wait_for(2)
+    draft_text, final_text = (plain_text(m) for m in (draft, final))
+    assert "Postmortem: Payments down" in draft_text
+    assert "SECRET draft" in draft_text
+    assert "# Lessons learned" in final_text
+    # In store order: a draft delivered would be the first document received.
+    received = public.wait_for(1)
+    assert [r.json()["data"] for r in received] == [
+        {"incident_id": incident, "body": "# Lessons learned", "published": True}]
+    assert "SECRET" not in received[0].body.decode()
+    assert "actor" not in received[0].json()
