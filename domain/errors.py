@@ -38,6 +38,6 @@ class UpdateLimitReached(IncidentRuleError):
 
 class PostmortemTooEarly(IncidentRuleError):
     def __init__(self, current: Status) -> None:
-        super().__init__(f"an incident that is {current.value} has no postmortem yet: it "
-                         "takes one once it is resolved or in post-incident review")
+        super().__init__(f"an incident that is {current.value} takes no postmortem: only "
+                         "a resolved one or one in post-incident review does")
         self.current = current
