@@ -128,6 +128,7 @@ def write_postmortem(
     body: PostmortemWrite,
     caller: Writer,
     commands: Commands,
+    queries: Queries,
     expected: ExpectedVersion,
 ) -> JSONResponse:
     """Replaces the incident's postmortem (Markdown), once the incident is resolved or in
@@ -136,7 +137,7 @@ def write_postmortem(
     values = body.values()
     written = commands.write_postmortem(incident_id, values["body"], values["published"],
                                         expected, actor=caller.actor)
-    return _answer(written, caller.audience)
+    return _answer(written, caller.audience, queries)
 
 
 @router.get("/{incident_id}/timeline", response_model=Timeline)

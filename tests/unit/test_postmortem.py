@@ -18,6 +18,7 @@ from commands.cloudevents import CloudEventMapper
 from domain.errors import IncidentDeleted, PostmortemTooEarly
 from domain.fields import POSTMORTEM_FIELDS
 from domain.incident import Incident
+from domain.response import ResponsePolicy
 from domain.values import Status
 from domain.visibility import Audience, event_for
 from projections.incident_history import fold
@@ -200,8 +201,8 @@ def test_a_draft_is_for_readers_and_a_published_one_for_everyone() -> None:
     for upto, shown in ((-2, None), (-1, "# Published"), (len(events), None)):
         record = fold(events[:upto])
         assert record is not None
-        public = incident_body(record, Audience.PUBLIC)
-        reader = incident_body(record, Audience.READER)
+        public = incident_body(record, Audience.PUBLIC, ResponsePolicy(), T0)
+        reader = incident_body(record, Audience.READER, ResponsePolicy(), T0)
         assert schemas.PublicIncident.model_validate(public)
         assert schemas.Incident.model_validate(reader)
         assert (public["postmortem"] or {}).get("body") == shown
