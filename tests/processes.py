@@ -51,6 +51,25 @@ class CliProcess:
             self.process.wait(timeout=timeout)
 
 
+def start_follower_process(command: str, database_url: str, log: Path,
+                           timeout: float = 120) -> subprocess.Popen[bytes]:
+    """`product-status project|publish|deliver`, returned once its followers run: it
+    touches its HEARTBEAT_FILE only after starting them, so a signal sent afterwards
+    meets its handlers rather than a process still importing."""
+    beat = log.with_suffix(".beat")
+    beat.unlink(missing_ok=True)
+    env = {**os.environ, "DATABASE_URL": database_url, "HEARTBEAT_FILE": str(beat)}
+    with log.open("ab") as out:
+        process = subprocess.Popen([CLI, command], env=env, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while not beat.exists():
+        assert process.poll() is None, log.read_text(errors="replace")
+        assert time.monotonic() < deadline, f"{command} did not start: {log.read_text()}"
+        time.sleep(0.05)
+    return process
+
+
 class ServeProcess(CliProcess):
     """`product-status serve` on a free loopback port, answering once started."""
 

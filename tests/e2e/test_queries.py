@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -24,6 +22,7 @@ from infra.bootstrap import Services, bootstrap
 from infra.settings import Settings
 from projections.queries import ListFilters, encode_cursor
 from tests.conftest import READER, WRITER, LiveServer
+from tests.processes import start_follower_process
 
 CLI = str(Path(sys.executable).parent / "product-status")
 
@@ -271,10 +270,8 @@ def api_and_projector(settings: Settings, tmp_path: Path) -> Iterator[tuple[str,
     services = bootstrap(settings)  # projections not started here
     server = LiveServer(services)
     server.start()
-    env = {**os.environ, "DATABASE_URL": str(settings.database_url)}
-    with (tmp_path / "project.log").open("wb") as log:
-        projector = subprocess.Popen([CLI, "project"], env=env, stdout=log,
-                                     stderr=subprocess.STDOUT)
+    projector = start_follower_process("project", str(settings.database_url),
+                                       tmp_path / "project.log")
     try:
         yield server.url, services
     finally:

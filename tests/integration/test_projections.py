@@ -20,6 +20,7 @@ from infra.bootstrap import Services, bootstrap
 from infra.projector import PositionRefused, Projector, apply_batch
 from infra.rebuild import rebuild
 from infra.settings import Settings
+from tests.processes import start_follower_process
 
 CLI = str(Path(sys.executable).parent / "product-status")
 SEVERITIES = list(Severity)
@@ -124,9 +125,7 @@ def test_rebuild_from_the_command_line(quiet: Services, settings: Settings) -> N
 
 
 def _start_projector(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DATABASE_URL": str(settings.database_url)}
-    with log.open("ab") as out:
-        return subprocess.Popen([CLI, "project"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    return start_follower_process("project", str(settings.database_url), log)
 
 
 def _wait_caught_up(services: Services, timeout: float = 60) -> None:
