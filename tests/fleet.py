@@ -180,10 +180,10 @@ class Fleet:
             process.stop(signal.SIGTERM)
 
 
-def stored_events(api: str) -> list[dict[str, Any]]:
-    """Every stored CloudEvent, in store order, read through an API process."""
+def stored_events(api: str, after: int = 0) -> list[dict[str, Any]]:
+    """Every CloudEvent stored after position `after`, in store order, read through an API
+    process."""
     found: list[dict[str, Any]] = []
-    after = 0
     while True:
         page = httpx.get(f"{api}/api/v1/events", headers=READER,
                          params={"after": after, "limit": 1000}, timeout=30).json()

@@ -9,6 +9,7 @@ import email.policy
 import json
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +40,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 64
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a killed sender: expected
+            super().handle_error(request, client_address)
 
 
 class HttpReceiver:
@@ -75,6 +80,9 @@ class HttpReceiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
+                if len(body) < length:  # the sender went away mid-request (was killed)
+                    self.close_connection = True
+                    return
                 receiver.handle(self, body)
 
             def log_message(self, *_: Any) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 
 from infra.bootstrap import bootstrap
 from infra.settings import load_settings
+from tests.e2e.test_integrations_delivery import anonymous_documents
 from tests.fleet import (
     API_ARGS,
     READER,
@@ -28,16 +31,21 @@ from tests.fleet import (
     wait_published,
 )
 from tests.processes import ServeProcess, run_cli
+from tests.receivers import HttpReceiver
 
 COMMANDS = 1000
-KILLS = 5  # of the active projector and of the active relay, each
+KILLS = 5  # of each active follower process: projector, relay, deliverer
+ADMIN = {"Authorization": "Bearer fleet-admin"}
 PACE = 0.1  # seconds a load thread waits between two commands
 
 
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[Fleet]:
     # One writer token makes every command here: far more than the default 600 a minute.
-    with fleet(tmp_path, RATE_LIMIT_WRITES_PER_MINUTE="1000000") as started:
+    # The webhook receivers listen on loopback; a failed delivery is tried again soon.
+    with fleet(tmp_path, RATE_LIMIT_WRITES_PER_MINUTE="1000000",
+               INTEGRATIONS_ALLOW_PRIVATE_NETWORKS="true",
+               DELIVERY_RETRY_INITIAL_SECONDS="0.2", DELIVERY_RETRY_MAX_SECONDS="1") as started:
         yield started
 
 
@@ -81,7 +89,20 @@ def _read_tables(database_url: str) -> dict[str, list[tuple[Any, ...]]]:
         services.close()
 
 
-def test_followers_killed_under_load_lose_and_repeat_nothing(running: Fleet) -> None:
+@dataclass
+class Load:
+    """What a load of COMMANDS commands with kills during it did."""
+
+    elapsed: float
+    kills: list[str]
+    ended_at: float
+
+
+def _load_while_killing(running: Fleet,
+                        targets: Callable[[int], list[tuple[str, str]]]) -> Load:
+    """COMMANDS paced commands through both API processes by 4 threads while, KILLS rounds
+    long, the process of each `(command, follower)` of `targets(round)` holding that
+    follower's lease is SIGKILLed (and replaced)."""
     apis = [api.url for api in running.apis]
     incidents: list[str] = []
     statuses: list[int] = []
@@ -99,7 +120,7 @@ def test_followers_killed_under_load_lose_and_repeat_nothing(running: Fleet) -> 
 
     def killer() -> None:
         for round_ in range(KILLS):
-            for command, follower in (("project", "incident_list"), ("publish", "nats_relay")):
+            for command, follower in targets(round_):
                 # Once a standby took over (or the replacement started), kill the worker.
                 deadline = time.monotonic() + 15
                 while running.active_pid(follower) is None and time.monotonic() < deadline:
@@ -115,12 +136,16 @@ def test_followers_killed_under_load_lose_and_repeat_nothing(running: Fleet) -> 
     elapsed = time.monotonic() - started
     killing.join()
     assert killing_ended_at[0] <= started + elapsed, "the kills did not all fall in the load"
-    assert kills.count("active project") == kills.count("active publish") == KILLS, kills
     assert len(statuses) == COMMANDS
     assert set(statuses) <= {200, 201}, REFUSALS[:3]
+    return Load(elapsed, kills, time.monotonic())
 
+
+def _assert_jetstream_and_read_tables(running: Fleet) -> str:
+    """JetStream holds each stored event once and the read tables equal a rebuild; the
+    figures."""
+    apis = [api.url for api in running.apis]
     head = store_head(apis[0])
-    caught_up = time.monotonic()
     listed = httpx.get(f"{apis[1]}/api/v1/incidents", headers={
         **READER, "Min-Position": str(head)}, timeout=30)
     assert listed.status_code == 200, running.logs()
@@ -133,11 +158,82 @@ def test_followers_killed_under_load_lose_and_repeat_nothing(running: Fleet) -> 
     rebuilt = run_cli("projections", "rebuild", env=running.env)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert _read_tables(running.database_url) == before  # read tables equal a rebuild
-    print(f"\n{COMMANDS} commands through 2 API processes in {elapsed:.1f} s "
-          f"({COMMANDS / elapsed:.0f}/s) with {len(kills)} SIGKILLs ({', '.join(kills)}); "
-          f"{len(stored)} events stored, {len(published)} in JetStream (replicas {replicas}), "
-          f"0 repeated; read tables and JetStream caught up "
-          f"{time.monotonic() - caught_up:.1f} s after the last command (head {head})")
+    return (f"{len(stored)} events stored, {len(published)} in JetStream "
+            f"(replicas {replicas}), 0 repeated (head {head})")
+
+
+def test_followers_killed_under_load_lose_and_repeat_nothing(running: Fleet) -> None:
+    load = _load_while_killing(
+        running, lambda _: [("project", "incident_list"), ("publish", "nats_relay")])
+    kills = load.kills
+    assert kills.count("active project") == kills.count("active publish") == KILLS, kills
+    figures = _assert_jetstream_and_read_tables(running)
+    print(f"\n{COMMANDS} commands through 2 API processes in {load.elapsed:.1f} s "
+          f"({COMMANDS / load.elapsed:.0f}/s) with {len(kills)} SIGKILLs ({', '.join(kills)}); "
+          f"{figures}; read tables and JetStream caught up "
+          f"{time.monotonic() - load.ended_at:.1f} s after the last command")
+
+
+def _anonymous_documents(api: str, incidents: set[str]) -> dict[str, bytes]:
+    """Event id -> what an anonymous reader gets from the timelines, all events read."""
+    head = {"Min-Position": str(store_head(api))}
+    with httpx.Client(base_url=api, timeout=30, headers=head) as client:
+        return anonymous_documents(client, sorted(incidents))
+
+
+def test_the_active_deliverer_killed_under_load_delivers_each_event_once_in_order(
+        running: Fleet) -> None:
+    apis = [api.url for api in running.apis]
+    internal, public = HttpReceiver().start(), HttpReceiver().start()
+    try:
+        integrations = []
+        for receiver, include_internal in ((internal, True), (public, False)):
+            created = httpx.post(f"{apis[0]}/api/v1/integrations", headers=ADMIN, json={
+                "kind": "webhook", "url": receiver.url, "include_internal": include_internal},
+                timeout=30)
+            assert created.status_code == 201, created.text
+            receiver.secret = created.json()["secret"]
+            integrations.append(created.json()["id"])
+        start = store_head(apis[0])
+        # Each round kills the process delivering one of the two integrations (in turn).
+        load = _load_while_killing(
+            running, lambda round_: [("deliver", integrations[round_ % 2])])
+        assert load.kills.count("active deliver") == KILLS, load.kills
+
+        stored = stored_events(apis[0], after=start)
+        assert len(stored) > COMMANDS // 2  # (a change to the same severity stores nothing)
+        internal.wait_for(len(stored), timeout=180)
+        anonymous = _anonymous_documents(apis[1], {event["subject"] for event in stored})
+        expected_public = [anonymous[e["id"]] for e in stored if e["id"] in anonymous]
+        assert len(expected_public) < len(stored)  # private incidents, internal changes
+        public.wait_for(len(expected_public), timeout=180)
+        delivered_at = time.monotonic()
+        time.sleep(1)  # anything more (a repeat) would show now
+    finally:
+        internal.stop()
+        public.stop()
+
+    repeats = 0
+    firsts = []
+    for receiver in (internal, public):
+        first: dict[str, bytes] = {}
+        for item in receiver.delivered():
+            body = first.setdefault(item.headers["webhook-id"], item.body)
+            assert item.body == body  # a repeat is the same message, with the same id
+        repeats += len(receiver.delivered()) - len(first)
+        assert all(item.verified for item in receiver.received)
+        firsts.append(first)
+    # Every event once, none lost, in store order: as stored, and as an anonymous reader
+    # sees it.
+    assert [json.loads(body) for body in firsts[0].values()] == stored
+    assert list(firsts[0]) == [event["id"] for event in stored]
+    assert list(firsts[1].values()) == expected_public
+    figures = _assert_jetstream_and_read_tables(running)
+    print(f"\n{COMMANDS} commands through 2 API processes in {load.elapsed:.1f} s "
+          f"({COMMANDS / load.elapsed:.0f}/s) with {KILLS} SIGKILLs of the active deliverer; "
+          f"{len(stored)} events to the internal webhook, {len(expected_public)} to the "
+          f"public one, each once in store order ({repeats} repeats, same webhook-id), "
+          f"delivered {delivered_at - load.ended_at:.1f} s after the last command; {figures}")
 
 
 def test_an_api_process_killed_during_writes_loses_no_answered_write(running: Fleet) -> None:
