@@ -141,6 +141,8 @@ class PostgresDatabase(Database):
 
 class SQLiteDatabase(Database):
     dialect: Dialect = "sqlite"
+    # Run on each new connection.
+    pragmas: tuple[str, ...] = ("PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=30000")
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -154,8 +156,8 @@ class SQLiteDatabase(Database):
             connection = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30
             )
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA busy_timeout=30000")
+            for pragma in self.pragmas:
+                connection.execute(pragma)
             self._local.connection = connection
             with self._lock:
                 self._connections.append(connection)

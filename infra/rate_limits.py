@@ -10,16 +10,14 @@ flood costs the database nothing once refused."""
 from __future__ import annotations
 
 import math
-import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.database import Database
+from infra.database import Database, SQLiteDatabase
 
 TABLE = "rate_counts"
 _BUCKETS = 60  # per window
@@ -37,47 +35,17 @@ class Limit:
         return self.window_seconds / _BUCKETS
 
 
-class _SQLiteCounts:
-    """A file of its own: the counts must not take the event store's write lock."""
+class _SQLiteCounts(SQLiteDatabase):
+    """A file of its own: the counts must not take the event store's write lock. Written
+    without fsync: counts need no crash safety."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def transaction(self, *, write: bool = False) -> Iterator[Any]:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = sqlite3.connect(self.path, isolation_level=None,
-                                         check_same_thread=False, timeout=30)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=OFF")
-            self._local.connection = connection
-            with self._lock:
-                self._connections.append(connection)
-        cursor = connection.cursor()
-        cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        try:
-            yield cursor
-        except BaseException:
-            connection.rollback()
-            raise
-        else:
-            connection.commit()
-
-    def close(self) -> None:
-        with self._lock:
-            for connection in self._connections:
-                connection.close()
-            self._connections.clear()
+    pragmas = (*SQLiteDatabase.pragmas, "PRAGMA synchronous=OFF")
 
 
 class RateLimits:
     def __init__(self, database: Database, sqlite_file: Path | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        self.database: Any = database if sqlite_file is None else _SQLiteCounts(sqlite_file)
+        self.database = database if sqlite_file is None else _SQLiteCounts(sqlite_file)
         self.unlogged = database.dialect == "postgres"
         self.clock = clock
         self._blocked: dict[tuple[str, str], float] = {}

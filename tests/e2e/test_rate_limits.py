@@ -143,8 +143,8 @@ def _database(url: str, tmp_path: Path) -> Database:
 def test_a_limit_counts_a_sliding_window(database_url: str, tmp_path: Path) -> None:
     database = _database(database_url, tmp_path)
     clock = Clock()
-    limits = RateLimits(database, tmp_path / "limits.db" if database.dialect == "sqlite"
-                        else None, clock=clock)
+    counts = tmp_path / "limits.db" if database.dialect == "sqlite" else None
+    limits = RateLimits(database, counts, clock=clock)
     limits.create_table()
     three = Limit("test", 3, 60)
     try:
@@ -152,8 +152,7 @@ def test_a_limit_counts_a_sliding_window(database_url: str, tmp_path: Path) -> N
         clock.now += 20
         assert limits.take(three, "k") == 40  # the first three leave the window at +60
         assert limits.take(three, "other") is None
-        fresh = RateLimits(database, limits.database.path if database.dialect == "sqlite"
-                           else None, clock=clock)  # another process: asks the database
+        fresh = RateLimits(database, counts, clock=clock)  # another process: asks the database
         assert fresh.take(three, "k") == 40
         clock.now += 40
         assert fresh.take(three, "k") is None
