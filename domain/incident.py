@@ -21,7 +21,15 @@ from domain.errors import (
     UpdateLimitReached,
 )
 from domain.fields import DETAIL_FIELDS, INCIDENT_FIELDS, given_values
-from domain.values import IncidentType, Severity, Status, UpdateType, may_move
+from domain.values import (
+    IncidentType,
+    Severity,
+    Status,
+    UpdateType,
+    closes,
+    may_move,
+    resolves,
+)
 
 EVENT_TYPE_PREFIX = "com.example.incident."
 
@@ -171,10 +179,8 @@ class Incident(BaseAggregate[str]):
         new_status = self.status if status is None else status
         if not may_move(self.status, new_status):
             raise TransitionRefused(self.status, new_status)
-        resolves = self.status.is_active and new_status is Status.RESOLVED
-        closes = resolves or (self.status is Status.RESOLVED
-                              and new_status is Status.POST_INCIDENT)
-        if self.update_count >= max_updates and not closes:
+        resolving = resolves(self.status, new_status)
+        if self.update_count >= max_updates and not closes(self.status, new_status):
             raise UpdateLimitReached(max_updates)
         self.trigger_event(
             self.UpdateAdded,
@@ -188,7 +194,7 @@ class Incident(BaseAggregate[str]):
             author=author,
             request_key=request_key,
         )
-        if resolves:
+        if resolving:
             self.trigger_event(self.Resolved, timestamp=at, resolved_at=at)
 
     def write_postmortem(self, *, at: datetime, body: str, published: bool) -> None:

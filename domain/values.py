@@ -59,3 +59,20 @@ def may_move(current: Status, requested: Status) -> bool:
     if current is Status.RESOLVED:
         return requested.is_active or requested is Status.POST_INCIDENT
     return False
+
+
+def resolves(current: Status, requested: Status) -> bool:
+    """A move from an active state to resolved."""
+    return current.is_active and requested is Status.RESOLVED
+
+
+def closes(current: Status, requested: Status) -> bool:
+    """A move that closes the incident: resolving it, or moving it from resolved to
+    post-incident review."""
+    return resolves(current, requested) or (current is Status.RESOLVED
+                                            and requested is Status.POST_INCIDENT)
+
+
+def reopens(current: Status, requested: Status) -> bool:
+    """A move from resolved back to an active state."""
+    return requested.is_active and not current.is_active

@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from commands.cloudevents import event_id as cloudevent_id
 from domain.incident import Incident
-from domain.values import Severity, Status
+from domain.values import Severity, Status, reopens
 from infra.integrations.occurrences import IncidentRecord, Occurrence
 
 JSON = "application/json"
@@ -118,7 +118,7 @@ def pagerduty_action(occurrence: Occurrence) -> str | None:
     if isinstance(event, Incident.Created):
         return "trigger"
     if isinstance(event, Incident.UpdateAdded):
-        if event.status.is_active and not event.previous_status.is_active:
+        if reopens(event.previous_status, event.status):
             return "trigger"
         if event.status in (Status.IDENTIFIED, Status.MONITORING) \
                 and event.status is not event.previous_status:
