@@ -8,15 +8,64 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 from infra import cli_audit, cli_tokens
 from infra.logs import configure_logging
 from infra.settings import Settings, SettingsError, load_settings
 
+if TYPE_CHECKING:
+    from infra.bootstrap import Services
+
 
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
+
+
+class _BesideTheApi(NamedTuple):
+    """A worker `serve` runs in its own process unless `--no-<name>` leaves it to
+    another command."""
+
+    name: str
+    help: str
+    start: Callable[[Services], None]
+
+    @property
+    def flag(self) -> str:
+        return f"--no-{self.name}"
+
+    @property
+    def dest(self) -> str:
+        return f"no_{self.name.replace('-', '_')}"
+
+
+_BESIDE_THE_API = (
+    _BesideTheApi("projectors", "do not run the projectors here (a separate `project` runs "
+                  "them)", lambda services: services.start_projections()),
+    _BesideTheApi("relay", "do not run the NATS relay here (a separate `publish` runs it)",
+                  lambda services: services.start_relay()),
+    _BesideTheApi("deliver", "do not deliver to integrations here (a separate `deliver` "
+                  "does)", lambda services: services.start_delivery()),
+)
+
+
+def _work_until_stopped(services: Services, start: Callable[[], None],
+                        report: Callable[[], None] | None = None) -> None:
+    """A worker command's life: starts its work and the heartbeat, reports every 30 s,
+    and closes everything on SIGINT or SIGTERM."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        start()
+        services.start_heartbeat()
+        while not stop.wait(30):
+            if report is not None:
+                report()
+    finally:
+        services.close()
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -33,12 +82,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         print(f"product-status: bad setting: {error}", file=sys.stderr)
         return 2
     services = bootstrap(settings)
-    if not args.no_projectors:
-        services.start_projections()
-    if not args.no_relay:
-        services.start_relay()
-    if not args.no_deliver:
-        services.start_delivery()
+    for option in _BESIDE_THE_API:
+        if not getattr(args, option.dest):
+            option.start(services)
     if not settings.api_tokens:
         logging.getLogger("product_status").warning(
             "API_TOKENS is not set: reads are public and every write will be refused (401)"
@@ -94,72 +140,48 @@ def _events(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _project(settings: Settings, _: argparse.Namespace) -> int:
-    import threading
 
     from infra.bootstrap import bootstrap
 
     services = bootstrap(settings)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    services.start_projections()
-    services.start_heartbeat()
     log = logging.getLogger("product_status.projector")
     log.info("projecting %s", ", ".join(p.name for p in services.projector.projections))
-    try:
-        while not stop.wait(30):
-            log.info("positions %s", services.projector.positions())
-    finally:
-        services.close()
+    _work_until_stopped(services, services.start_projections,
+                        lambda: log.info("positions %s", services.projector.positions()))
     return 0
 
 
 def _publish(settings: Settings, args: argparse.Namespace) -> int:
     import json
-    import threading
 
     from infra.bootstrap import bootstrap
     from infra.relay import read_status
 
     services = bootstrap(settings)
-    try:
-        if args.status:
+    if args.status or services.relay is None:
+        try:
+            if services.relay is None and not args.status:
+                print("product-status publish: CLOUDEVENT_BROKER_URL is not set",
+                      file=sys.stderr)
+                return 2
             status = read_status(services.database, services.event_log)
             print(json.dumps(status.as_dict()) if args.json else status.describe())
             return 0
-        if services.relay is None:
-            print("product-status publish: CLOUDEVENT_BROKER_URL is not set", file=sys.stderr)
-            return 2
-        stop = threading.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stop.set())
-        services.start_relay()  # logs its status every 30 s
-        services.start_heartbeat()
-        while not stop.wait(1.0):
-            pass
-    finally:
-        services.close()
+        finally:
+            services.close()
+    _work_until_stopped(services, services.start_relay)  # it logs its status every 30 s
     return 0
 
 
 def _deliver(settings: Settings, _: argparse.Namespace) -> int:
-    import threading
 
     from infra.bootstrap import bootstrap
 
     services = bootstrap(settings)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    services.start_delivery()
-    services.start_heartbeat()
     log = logging.getLogger("product_status.integrations")
     log.info("delivering to integrations")
-    try:
-        while not stop.wait(30):
-            log.info("following %d integrations", len(services.deliverers.running()))
-    finally:
-        services.close()
+    _work_until_stopped(services, services.start_delivery, lambda: log.info(
+        "following %d integrations", len(services.deliverers.running())))
     return 0
 
 
@@ -200,12 +222,8 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", help="serve the HTTP API",
                                 description="Serve the HTTP API on HOST:PORT.")
-    serve.add_argument("--no-projectors", action="store_true",
-                       help="do not run the projectors here (a separate `project` runs them)")
-    serve.add_argument("--no-relay", action="store_true",
-                       help="do not run the NATS relay here (a separate `publish` runs it)")
-    serve.add_argument("--no-deliver", action="store_true",
-                       help="do not deliver to integrations here (a separate `deliver` does)")
+    for option in _BESIDE_THE_API:
+        serve.add_argument(option.flag, action="store_true", help=option.help)
     serve.set_defaults(run=_serve)
     project = commands.add_parser(
         "project", help="run the projectors only",
