@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from commands.cloudevents import ACTOR_EXTENSION
-from infra.database import Database
+from infra.database import Database, create_schema
 from projections.base import Cursor
 
 if TYPE_CHECKING:  # infra.event_log finds actors through this module's table
@@ -126,9 +126,7 @@ def start_chain(log: EventLog) -> None:
     """Creates the table; a store that has events but no chain yet (made before the chain
     existed) gets its links now, with writers held off."""
     database = log.database
-    for statement in create_statements(database.dialect):
-        with database.transaction(write=True) as cursor:
-            cursor.execute(statement)
+    create_schema(database, create_statements(database.dialect))
     with database.transaction(write=True) as cursor:
         if database.dialect == "postgres":
             cursor.execute(f"LOCK TABLE {log.table} IN EXCLUSIVE MODE")

@@ -14,7 +14,7 @@ import select
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -80,6 +80,16 @@ class Database(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+def create_schema(database: Database, statements: Iterable[str]) -> None:
+    """Runs CREATE ... IF NOT EXISTS statements under the schema lock the caller holds
+    (infra.bootstrap.schema_lock). Each statement is its own transaction: a process starting
+    while others work must never hold one table's lock while waiting for another's (CREATE
+    INDEX IF NOT EXISTS takes a SHARE lock even when the index exists)."""
+    for statement in statements:
+        with database.transaction(write=True) as cursor:
+            cursor.execute(statement)
 
 
 class _PgCursor:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from eventsourcing.persistence import Mapper, StoredEvent
 
 from domain.incident import IncidentEvent
-from infra.database import Database
+from infra.database import Database, create_schema
 from infra.event_log import StoredCloudEvent
 from infra.follower import FollowerBusy, FollowerOptions, Transactional
 from infra.follower_positions import READ_MODELS, PositionRefused, Positions, advance
@@ -144,15 +144,10 @@ class Projector:
         return [projection.name for projection in self.projections]
 
     def create_tables(self) -> None:
-        """Creates what is missing, under the schema lock the caller holds. Each statement
-        is its own transaction: a process starting while others project must never hold
-        one table's lock while waiting for another's (CREATE INDEX IF NOT EXISTS takes a
-        SHARE lock even when the index exists)."""
+        """Creates what is missing, under the schema lock the caller holds."""
         self._positions.create([], schema_locked=True)
         for projection in self.projections:
-            for statement in projection.create_statements(self.database.dialect):
-                with self.database.transaction(write=True) as cursor:
-                    cursor.execute(statement)
+            create_schema(self.database, projection.create_statements(self.database.dialect))
         self._positions.create(self.names, schema_locked=True)
 
     def read_events(self, after: int, limit: int) -> list[Positioned]:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from infra.database import Database
+from infra.database import Database, create_schema
 from infra.settings import ROLES, ConfiguredToken, Role, check_token_name
 
 TABLE = "api_tokens"
@@ -71,9 +71,7 @@ class TokenStore:
             f"CREATE UNIQUE INDEX IF NOT EXISTS {TABLE}_live_name ON {TABLE} (name) "
             "WHERE revoked_at IS NULL",
         ]
-        for statement in statements:
-            with self.database.transaction(write=True) as cursor:
-                cursor.execute(statement)
+        create_schema(self.database, statements)
 
     def create(self, name: str, role: str, expires_days: int | None = None,
                reserved: Sequence[str] = ()) -> tuple[StoredToken, str]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from infra.database import Database
+from infra.database import Database, create_schema
 from infra.event_log import EventLog
 from infra.integrations.config import (
     SEVERITY_RANK,
@@ -93,9 +93,7 @@ class IntegrationStore:
             "CREATE INDEX IF NOT EXISTS integration_deliveries_newest "
             "ON integration_deliveries (integration_id, id)",
         ]
-        for statement in statements:
-            with self.database.transaction(write=True) as cursor:
-                cursor.execute(statement)
+        create_schema(self.database, statements)
 
     # Settings.
 
