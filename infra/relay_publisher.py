@@ -16,6 +16,7 @@ the follower to retry with back-off.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import threading
@@ -88,7 +89,10 @@ class NatsPublisher(Delivering):
 
     def deliver(self, events: Sequence[StoredCloudEvent]) -> None:
         try:
-            acks = self._call(self._publish(events))
+            # nats-py swallows a cancellation while its write buffer is full (a frozen
+            # server): the batch's own deadline may never end it, so this one does.
+            acks = self._call(self._publish(events),
+                              within=self.config.publish_timeout * (2 + len(events) / 64))
         except BrokerUnavailable as error:
             self._failed(error)
             raise
@@ -114,9 +118,16 @@ class NatsPublisher(Delivering):
         if not thread.is_alive():
             loop.close()
 
-    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+    def _call(self, coroutine: Coroutine[Any, Any, T], within: float | None = None) -> T:
+        """Runs `coroutine` on the loop and waits for it, at most `within` seconds (then it
+        is cancelled and BrokerUnavailable raised)."""
         assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result(timeout=within)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise BrokerUnavailable(f"no acknowledgement within {within:g} s") from None
 
     def _failed(self, error: BrokerUnavailable) -> None:
         text = _describe(error)
@@ -172,9 +183,12 @@ class NatsPublisher(Delivering):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.close(), timeout=2)
             # What nats-py leaves open when a connection attempt fails midway, or when a
-            # frozen server never takes the last bytes: drop the socket.
+            # frozen server never takes the last bytes: drop the socket. Also when the
+            # transport is already closing: a close() still waiting to flush its buffer
+            # to a frozen server would keep the socket open past the loop's end. (Aborting
+            # a transport that is closed does nothing.)
             writer = getattr(getattr(client, "_transport", None), "_io_writer", None)
-            if writer is not None and not writer.transport.is_closing():
+            if writer is not None:
                 writer.transport.abort()
 
     async def _cancel_others(self) -> None:
