@@ -8,11 +8,10 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import problems
-from api.auth import identify
+from api.answers import document_answers
 from api.consistency import ExpireStaleCookie
 from api.limits import BodySizeLimit
 from api.observability import Observed
-from api.rate_limits import document_limits, take_sign_up
 from api.routes import (
     alertmanager,
     audit,
@@ -46,10 +45,6 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(BodySizeLimit)
     app.add_middleware(ExpireStaleCookie)
     app.add_middleware(Observed)  # the outermost: it sees every answer, and times it
-    for module in (health, metrics, queries, feeds, incidents, postmortems, stream, events,
-                   audit, integrations, reports, pages, integration_pages, subscribers,
-                   subscribe_pages):
-        document_limits(module.router, identify, take_sign_up)
     app.include_router(health.router)
     app.include_router(metrics.router)
     # Fixed paths (/incidents/status/summary, /incidents/rss/feed, ...) before
@@ -68,5 +63,6 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(integration_pages.router)
     app.include_router(subscribe_pages.router)
+    document_answers(app)  # once every route is in
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     return app

@@ -66,6 +66,11 @@ async def _authenticate(authenticator: Authenticator, token: str) -> Principal |
     return await to_thread.run_sync(authenticator.lookup, token)
 
 
+# The role each of `Reader`, `Writer` and `Admin`'s checks asks for (api.answers documents
+# the 401 and 403 of the routes that depend on one).
+REQUIRED_ROLE: dict[object, Role] = {}
+
+
 def _requiring(role: Role) -> object:
     """The caller, if its token has at least `role`; a write (any method but GET, HEAD,
     OPTIONS) also takes one of the token's writes of the minute."""
@@ -79,6 +84,7 @@ def _requiring(role: Role) -> object:
         await take_write(request, caller.name or caller.role)
         return caller
 
+    REQUIRED_ROLE[check] = role
     return check
 
 

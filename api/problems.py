@@ -85,6 +85,11 @@ def problem_schema() -> dict[str, Any]:
             "title": {"type": "string"},
             "status": {"type": "integer"},
             "detail": {"type": "string"},
+            "errors": {"type": "array", "description": "the invalid fields (422)", "items": {
+                "type": "object", "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
+            "current_version": {"type": "integer",
+                                "description": "the incident's version (412)"},
         },
     }
 

@@ -7,13 +7,12 @@ default loopback only) names in X-Forwarded-For."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from anyio import to_thread
-from fastapi import APIRouter, Depends, Request
-from fastapi.routing import APIRoute
+from fastapi import Depends, Request
 
-from api.problems import PROBLEM, Problem, problem_schema
+from api.problems import Problem
 from infra.rate_limits import Limit, RateLimits
 
 FAILED_AUTHENTICATIONS = Limit("failed-auth", 20, 60)
@@ -68,18 +67,3 @@ async def take_sign_up(request: Request) -> None:
 
 
 SignUpLimited = Annotated[None, Depends(take_sign_up)]
-
-
-def document_limits(router: APIRouter, *limited: Any) -> None:
-    """Adds the 429 answer to each of the router's operations that depends on one of
-    `limited` (directly or through other dependencies). Call it before including it."""
-    answer = {"description": "Too many requests: a limit was reached; wait Retry-After "
-              "seconds", "headers": {"Retry-After": {"schema": {"type": "integer"}}},
-              "content": {PROBLEM: {"schema": problem_schema()}}}
-    for route in router.routes:
-        if isinstance(route, APIRoute) and _depends_on(route.dependant, limited):
-            route.responses.setdefault(429, answer)
-
-
-def _depends_on(dependant: Any, calls: tuple[Any, ...]) -> bool:
-    return any(d.call in calls or _depends_on(d, calls) for d in dependant.dependencies)
