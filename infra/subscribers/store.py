@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from infra.database import Database
+from infra.database import Database, create_schema
 from infra.event_log import EventLog
 from infra.follower_positions import DELIVERIES
 from projections.base import micros, moment
@@ -122,9 +122,7 @@ class SubscriberStore:
             "CREATE INDEX IF NOT EXISTS subscriber_receipts_position "
             "ON subscriber_receipts (position)",
         ]
-        for statement in statements:
-            with self.database.transaction(write=True) as cursor:
-                cursor.execute(statement)
+        create_schema(self.database, statements)
         head = self.event_log.last_position()
         with self.database.transaction(write=True) as cursor:
             cursor.execute(f"INSERT INTO {DELIVERIES} (name, position) VALUES (?, ?) "
