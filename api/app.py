@@ -26,6 +26,7 @@ from api.routes import (
     postmortems,
     queries,
     reports,
+    status_reads,
     stream,
     subscribe_pages,
     subscribers,
@@ -50,6 +51,7 @@ def create_app(services: Services) -> FastAPI:
     # Fixed paths (/incidents/status/summary, /incidents/rss/feed, ...) before
     # /incidents/{incident_id}, or they would be taken for ids.
     app.include_router(queries.router)
+    app.include_router(status_reads.router)
     app.include_router(feeds.router)
     app.include_router(incidents.router)
     app.include_router(postmortems.router)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -14,6 +16,7 @@ from infra.event_log import EventLog
 from infra.relay import Relay
 from projections.queries import IncidentQueries
 from projections.reports import LifecycleReports
+from projections.service_queries import ServiceQueries
 
 # Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in
 # the thread pool, a hop that costs more than the work.
@@ -39,6 +42,14 @@ async def queries(request: Request) -> IncidentQueries:
 
 async def reports(request: Request) -> LifecycleReports:
     return _services(request).reports
+
+
+async def service_queries(request: Request) -> ServiceQueries:
+    return _services(request).service_queries
+
+
+async def clock(request: Request) -> Callable[[], datetime]:
+    return _services(request).clock
 
 
 async def relay(request: Request) -> Relay | None:
@@ -86,6 +97,8 @@ Commands = Annotated[IncidentCommands, Depends(commands)]
 Log = Annotated[EventLog, Depends(event_log)]
 Queries = Annotated[IncidentQueries, Depends(queries)]
 Reports = Annotated[LifecycleReports, Depends(reports)]
+ServiceReads = Annotated[ServiceQueries, Depends(service_queries)]
+Clock = Annotated[Callable[[], datetime], Depends(clock)]
 NatsRelay = Annotated[Relay | None, Depends(relay)]
 ExpectedVersion = Annotated[int | None, Depends(expected_version)]
 IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]

@@ -48,6 +48,7 @@ from infra.tokens import Authenticator, TokenStore
 from projections.feed_queries import FeedQueries
 from projections.queries import IncidentQueries
 from projections.reports import LifecycleReports
+from projections.service_queries import ServiceQueries
 
 log = logging.getLogger("product_status")
 
@@ -72,6 +73,7 @@ class Services:
     alert_groups: AlertGroups  # Alertmanager's notifications, as incident commands
     subscribers: SubscriberAdmin
     subscriber_mail: Follower  # the subscribers' mail, started with delivery
+    service_queries: ServiceQueries
     relay: Relay | None = None  # the NATS relay, when CLOUDEVENT_BROKER_URL is set
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # "now"
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -263,6 +265,7 @@ def bootstrap(settings: Settings, clock: Callable[[], datetime] = now) -> Servic
         alert_groups=AlertGroups(commands),
         subscribers=SubscriberAdmin(settings, subscriber_store),
         subscriber_mail=subscriber_mail,
+        service_queries=ServiceQueries(database),
         relay=relay,
         clock=clock,
     )

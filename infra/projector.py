@@ -25,6 +25,7 @@ from projections.feed_items import FeedItems
 from projections.incident_lifecycle import IncidentLifecycle
 from projections.incident_list import IncidentList
 from projections.incident_postmortems import IncidentPostmortems
+from projections.incident_periods import IncidentPeriods
 from projections.incident_summary import IncidentSummary
 from projections.incident_updates import IncidentUpdates
 
@@ -33,6 +34,7 @@ __all__ = ["TRACKING", "PositionRefused", "Positioned", "Projector", "analyze", 
 PROJECTIONS: tuple[type[Projection], ...] = (
     IncidentList, IncidentUpdates, IncidentSummary, FeedItems, IncidentLifecycle,
     IncidentPostmortems,
+    IncidentPeriods,
 )
 TRACKING = READ_MODELS
 ANALYZE_EVERY = 20_000

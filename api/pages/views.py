@@ -36,6 +36,37 @@ def service_state(state: str) -> tuple[str, str]:
     return "degraded", "Degraded"
 
 
+HISTORY_PAGE = 20
+
+
+def by_month(items: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Incidents (newest first, each with its `month`) as (month, incidents) runs."""
+    months: list[tuple[str, list[dict[str, Any]]]] = []
+    for item in items:
+        if not months or months[-1][0] != item["month"]:
+            months.append((item["month"], []))
+        months[-1][1].append(item)
+    return months
+
+
+def day_words(day: Any) -> str:
+    """What a day of a service's bar says: its worst severity, or that it was quiet."""
+    if day.worst_severity is not None:
+        return f"{day.worst_severity.capitalize()} severity, {day.minutes_affected} " \
+               f"minute{'' if day.minutes_affected == 1 else 's'} affected"
+    return "Maintenance" if day.incidents else "No incidents"
+
+
+def bar_state(state: str) -> tuple[str, str]:
+    """(css class, words) for a service's state in the day bars."""
+    words = state.replace("_", " ").capitalize()
+    if state == "operational":
+        return "operational", words
+    if state in ("major_outage", "partial_outage"):
+        return "major", words
+    return "degraded", words
+
+
 def next_statuses(current: str) -> list[str]:
     """The statuses an update may move an incident in `current` to."""
     return [s.value for s in Status if s.value != current and may_move(Status(current), s)]

@@ -11,34 +11,53 @@ forge across sites (see docs/pages.md).
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from api.auth import Reader
 from api.consistency import Consistent
-from api.deps import Queries, Reports, is_incident_id
+from api.deps import Clock, Queries, Reports, ServiceReads, is_incident_id
 from api.pages.filters import DashboardFilters, incident_table
 from api.pages.reports import ReportFormFilters, report_page
 from api.pages.templating import HEADERS, not_found, render
-from api.pages.views import ACTIVE, CLOSED, overall_state
+from api.pages.views import ACTIVE, CLOSED, HISTORY_PAGE, by_month, overall_state
 from domain.visibility import Audience
 from projections.queries import ListFilters
+from projections.service_queries import BadHistoryCursor
 
 router = APIRouter(include_in_schema=False)
+BAR_DAYS = 90
 
 # ---------------------------------------------------------------------------------------
 # Public pages
 
 
 @router.get("/", response_class=HTMLResponse)
-def status_page(queries: Queries, _: Consistent) -> HTMLResponse:
+def status_page(queries: Queries, reads: ServiceReads, clock: Clock, _: Consistent
+                ) -> HTMLResponse:
     public = Audience.PUBLIC
     active = queries.list_incidents(ListFilters(status=ACTIVE), audience=public, limit=50).items
     closed = queries.list_incidents(ListFilters(status=CLOSED), audience=public, limit=5).items
     updates = queries.updates_of([i["id"] for i in active], audience=public)
     summary = queries.summary(audience=public)
+    bars = reads.bars(audience=public, days=BAR_DAYS, now=clock())
     return render("status.html", summary=summary, state=overall_state(summary),
-                  active=active, closed=closed, updates=updates)
+                  active=active, closed=closed, updates=updates, bars=bars)
+
+
+@router.get("/history", response_class=HTMLResponse)
+def history_page(reads: ServiceReads, _: Consistent,
+                 cursor: Annotated[str | None, Query(max_length=400)] = None) -> HTMLResponse:
+    """Past public incidents by month, newest first, a page at a time."""
+    try:
+        page = reads.history(audience=Audience.PUBLIC, limit=HISTORY_PAGE, cursor=cursor)
+    except BadHistoryCursor:
+        return render("history.html", status_code=400, months=[], next_cursor=None,
+                      first=False, bad_cursor=True)
+    return render("history.html", months=by_month(page.items), next_cursor=page.next_cursor,
+                  first=cursor is None, bad_cursor=False)
 
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse)

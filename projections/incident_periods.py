@@ -1,0 +1,155 @@
+"""Read model `incident_periods`: when each incident was active, and at which severity, for
+the services' day bars (`GET /api/v1/services`), the Statuspage-compatible components and
+the history page.
+
+What "affected" means: an incident affects its services from its `start_time` (when it
+started, which may be before it was declared) until it is resolved; reopening it starts a
+new period at the reopening update, resolving it again ends that one. A change of severity
+while it is active ends the period at the old severity and starts one at the new. A
+maintenance incident's periods are kept like any other's (queries tell them apart by type).
+The services named and the visibility are the incident's current ones.
+
+Each incident is one row; its periods are a JSON list of `[start, end or null, severity]`
+(microseconds since the epoch), with `first_start` and `last_end` beside it (`OPEN` while a
+period is open) so that a query finds the incidents overlapping a window by two bounds.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+from domain.fields import INCIDENT
+from domain.incident import Incident
+from domain.values import Status
+from projections.base import Cursor, NameLists, Projection, RowBuffer, handles, micros
+from projections.columns import to_column
+
+OPEN = 2**62  # `last_end` of an incident with an open period: later than any moment
+Period = list[Any]  # [start_us, end_us | None, severity]
+COLUMNS = ("id", "title", "status", "severity", "incident_type", "is_public", "deleted",
+           "start_time", "resolved_at", "created_at", "updated_at", "first_start",
+           "last_end", "periods")
+
+
+def bounds(periods: list[Period]) -> tuple[int, int]:
+    """(first start, last end) of the periods; an open period ends at OPEN; no period:
+    a window no query overlaps."""
+    if not periods:
+        return OPEN, 0
+    ends = [OPEN if p[1] is None else p[1] for p in periods]
+    return min(p[0] for p in periods), max(ends)
+
+
+class IncidentPeriods(Projection):
+    name: ClassVar[str] = "incident_periods"
+    tables: ClassVar[tuple[str, ...]] = ("period_incidents", "period_services")
+
+    def __init__(self, suffix: str = "") -> None:
+        super().__init__(suffix)
+        self.rows = RowBuffer(self.t("period_incidents"), "id", COLUMNS,
+                              booleans=("is_public", "deleted"))
+        self.services = NameLists(self.t("period_services"))
+
+    def create_statements(self, dialect: str) -> list[str]:
+        incidents, services = (self.t(n) for n in self.tables)
+        return [
+            f"""CREATE TABLE IF NOT EXISTS {incidents} (
+                id TEXT PRIMARY KEY, title TEXT NOT NULL, status TEXT NOT NULL,
+                severity TEXT NOT NULL, incident_type TEXT NOT NULL,
+                is_public BOOLEAN NOT NULL, deleted BOOLEAN NOT NULL,
+                start_time BIGINT NOT NULL, resolved_at BIGINT, created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL, first_start BIGINT NOT NULL,
+                last_end BIGINT NOT NULL, periods TEXT NOT NULL)""",
+            # The day bars ask for the incidents still active at or after a window's start.
+            f"CREATE INDEX IF NOT EXISTS {incidents}_last_end ON {incidents} (last_end)",
+            # The history walks this one newest first, a page at a time (keyset).
+            f"CREATE INDEX IF NOT EXISTS {incidents}_start ON {incidents} (start_time, id)",
+            f"""CREATE TABLE IF NOT EXISTS {services} (
+                incident_id TEXT NOT NULL, name TEXT NOT NULL,
+                PRIMARY KEY (name, incident_id))""",
+            f"CREATE INDEX IF NOT EXISTS {services}_incident ON {services} (incident_id)",
+        ]
+
+    @handles(Incident.Created)
+    def _created(self, event: Incident.Created, cursor: Cursor, position: int) -> None:
+        start = micros(event.start_time)
+        periods: list[Period] = ([[start, None, event.severity.value]]
+                                 if Status(event.status).is_active else [])
+        first, last = bounds(periods)
+        self.rows.put({
+            "id": event.originator_id, "title": event.title, "status": event.status.value,
+            "severity": event.severity.value, "incident_type": event.incident_type.value,
+            "is_public": event.is_public, "deleted": False, "start_time": start,
+            "resolved_at": None, "created_at": micros(event.timestamp),
+            "updated_at": micros(event.timestamp), "first_start": first, "last_end": last,
+            "periods": json.dumps(periods)})
+        self.services.replace(event.originator_id, event.affected_services, new=True)
+
+    @handles(Incident.DetailsChanged)
+    def _details_changed(
+        self, event: Incident.DetailsChanged, cursor: Cursor, position: int
+    ) -> None:
+        changes = event.changes
+        if "affected_services" in changes:
+            self.services.replace(event.originator_id, changes["affected_services"])
+        values = {name: to_column(INCIDENT[name], changes[name])
+                  for name in ("title", "severity", "incident_type", "is_public", "start_time")
+                  if name in changes}
+        row = self.rows.get(cursor, event.originator_id)
+        assert row is not None, f"no incident {event.originator_id}"
+        periods: list[Period] = json.loads(row["periods"])
+        if "start_time" in values and periods:
+            first = periods[0]
+            first[0] = values["start_time"] if first[1] is None else min(values["start_time"],
+                                                                         first[1])
+        if "severity" in values and periods and periods[-1][1] is None:
+            at, current = micros(event.timestamp), periods[-1]
+            if at <= current[0]:
+                current[2] = values["severity"]
+            else:
+                current[1] = at
+                periods.append([at, None, values["severity"]])
+        self._touch(event, cursor, periods, **values)
+
+    @handles(Incident.UpdateAdded)
+    def _update_added(self, event: Incident.UpdateAdded, cursor: Cursor, position: int) -> None:
+        row = self.rows.get(cursor, event.originator_id)
+        assert row is not None, f"no incident {event.originator_id}"
+        periods: list[Period] = json.loads(row["periods"])
+        at = micros(event.timestamp)
+        is_open = bool(periods) and periods[-1][1] is None
+        values: dict[str, Any] = {"status": event.status.value}
+        if event.status.is_active:
+            values["resolved_at"] = None  # reopened
+            if not is_open:
+                periods.append([at, None, row["severity"]])
+        elif is_open:
+            periods[-1][1] = max(at, periods[-1][0])
+        self._touch(event, cursor, periods, **values)
+
+    @handles(Incident.Resolved)
+    def _resolved(self, event: Incident.Resolved, cursor: Cursor, position: int) -> None:
+        row = self.rows.get(cursor, event.originator_id)
+        assert row is not None, f"no incident {event.originator_id}"
+        periods: list[Period] = json.loads(row["periods"])
+        at = micros(event.resolved_at)
+        if periods and periods[-1][1] is None:
+            periods[-1][1] = max(at, periods[-1][0])
+        self._touch(event, cursor, periods, status=Status.RESOLVED.value, resolved_at=at)
+
+    @handles(Incident.Deleted)
+    def _deleted(self, event: Incident.Deleted, cursor: Cursor, position: int) -> None:
+        row = self.rows.get(cursor, event.originator_id)
+        assert row is not None, f"no incident {event.originator_id}"
+        self._touch(event, cursor, json.loads(row["periods"]), deleted=True)
+
+    def _touch(self, event: Incident.Event, cursor: Cursor, periods: list[Period],
+               **values: Any) -> None:
+        first, last = bounds(periods)
+        self.rows.change(cursor, event.originator_id, **values, periods=json.dumps(periods),
+                         first_start=first, last_end=last, updated_at=micros(event.timestamp))
+
+    def end_batch(self, cursor: Cursor) -> None:
+        self.rows.flush(cursor)
+        self.services.flush(cursor)
