@@ -111,8 +111,9 @@ def given(w: World) -> None:
     update(w, "old", "2025-01-01T01:00:00", Status.RESOLVED)
 
 
-def services_of(w: World, days: int = 4, **headers: str) -> dict[str, Any]:
-    response = w.http.get("/api/v1/services", params={"days": days}, headers=headers)
+def services_of(w: World, days: int = 4, headers: dict[str, str] | None = None
+                ) -> dict[str, Any]:
+    response = w.http.get("/api/v1/services", params={"days": days}, headers=headers or {})
     assert response.status_code == 200, response.text
     return {item["name"]: item for item in response.json()["items"]}
 
@@ -151,7 +152,7 @@ def test_private_and_deleted_incidents_appear_nowhere_without_a_token(world: Wor
         assert world.ids[hidden] not in answer
     assert "secret-service" not in answer
     assert "deleted-service" not in answer
-    read = services_of(world, **READER)
+    read = services_of(world, headers=READER)
     assert "secret-service" in read
     assert "deleted-service" not in read
     assert read["api"]["state"] == "major_outage"
@@ -173,7 +174,7 @@ def test_the_window_and_bad_days(world: World) -> None:
 
 
 def test_a_rebuild_gives_the_same_answer(world: World) -> None:
-    before = (services_of(world, days=365), services_of(world, days=30, **READER))
+    before = (services_of(world, days=365), services_of(world, days=30, headers=READER))
     with world.services.database.transaction() as cursor:
         tables = [sorted(cursor.execute(f"SELECT * FROM {t}").fetchall())
                   for t in ("period_incidents", "period_services")]
@@ -183,4 +184,4 @@ def test_a_rebuild_gives_the_same_answer(world: World) -> None:
     with world.services.database.transaction() as cursor:
         assert tables == [sorted(cursor.execute(f"SELECT * FROM {t}").fetchall())
                           for t in ("period_incidents", "period_services")]
-    assert (services_of(world, days=365), services_of(world, days=30, **READER)) == before
+    assert (services_of(world, days=365), services_of(world, days=30, headers=READER)) == before
