@@ -135,8 +135,8 @@ class V2Incident(_IncidentBase):
 
 class V2Maintenance(_IncidentBase):
     status: MaintenanceStatus
-    scheduled_for: AwareDatetime | None
-    scheduled_until: AwareDatetime | None
+    scheduled_for: AwareDatetime
+    scheduled_until: AwareDatetime
 
 
 class V2Status(_Answer):

@@ -7,7 +7,9 @@ components (their id is derived from the name, so it is stable); incidents of ty
 impact: critical -> critical, high -> major, anything else -> minor; the page's indicator is
 the worst impact of the unresolved incidents (`none` without any). A maintenance is
 `scheduled` before its start (its `scheduled` status, or a start time still ahead),
-`in_progress` while active, `completed` once resolved.
+`in_progress` while active, `completed` once resolved. Its window is `scheduled_start` to
+`scheduled_end` when it has them, else its start time to its resolution (or, while it has
+no end yet, to its start: Statuspage's `scheduled_until` is never null).
 """
 
 from __future__ import annotations
@@ -157,6 +159,8 @@ class StatusPage:
         steps = [(0, declared, incident["public_message"], incident["created_at"]),
                  *((u["number"], u["status"], u["public_message"], u["created_at"])
                    for u in updates)]
+        starts = ((incident.get("scheduled_start") or incident["start_time"])
+                  if maintenance else None)
         monitoring = [u["created_at"] for u in updates if u["status"] == "monitoring"]
         body: Body = {
             "id": incident["id"], "name": incident["title"], "status": status,
@@ -168,7 +172,7 @@ class StatusPage:
             "page_id": self.page_id,
             "incident_updates": [{
                 "id": f"{incident['id']}-{number}",
-                "status": self._update_status(step_status, maintenance),
+                "status": self._update_status(step_status, at, starts),
                 "body": message, "incident_id": incident["id"], "created_at": at,
                 "updated_at": at, "display_at": at, "affected_components": None,
                 "deliver_notifications": True, "custom_tweet": None, "tweet_id": None,
@@ -177,15 +181,20 @@ class StatusPage:
                            if name in components],
         }
         if maintenance:
-            body["scheduled_for"] = incident.get("scheduled_start") or incident["start_time"]
-            body["scheduled_until"] = incident.get("scheduled_end") or incident["resolved_at"]
+            start = incident.get("scheduled_start") or incident["start_time"]
+            body["scheduled_for"] = start
+            body["scheduled_until"] = (incident.get("scheduled_end") or incident["resolved_at"]
+                                       or start)
         return body
 
     @staticmethod
-    def _update_status(status: str, maintenance: bool) -> str:
-        if not maintenance:
+    def _update_status(status: str, at: str, starts: str | None) -> str:
+        """An update's status; of a maintenance (which `starts` then), `scheduled` for
+        updates before its start."""
+        if starts is None:
             return incident_status(status)
         if status in CLOSED:
             return "completed"
-        return "scheduled" if status == "scheduled" else "in_progress"
+        before = datetime.fromisoformat(at) < datetime.fromisoformat(starts)
+        return "scheduled" if status == "scheduled" or before else "in_progress"
 
