@@ -13,7 +13,7 @@ import httpx
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from api import schemas, subscriber_schemas
+from api import schemas, status_schemas, subscriber_schemas
 from api.alertmanager import AlertReceipt
 from infra.settings import Settings
 from tests.conftest import READER, TOKENS, WRITER, make_settings
@@ -172,3 +172,30 @@ def test_subscribers_answer_their_documented_models(http: httpx.Client,
                 model.model_fields["items"].annotation.__args__[0].model_fields)
         else:
             assert set(response.json()) == set(model.model_fields)
+
+
+def test_the_status_reads_answer_their_documented_models(http: httpx.Client) -> None:
+    """`/api/v1/services` and `/api/v2/*`: the same model with and without a token (the
+    v2 answers are public whoever asks), and no field it does not list."""
+    spec = http.get("/openapi.json").json()
+    http.post("/api/v1/incidents", headers=WRITER, json={
+        "title": "Queue backlog", "internal_notes": "SECRET", "affected_services": ["q"]})
+    http.post("/api/v1/incidents", headers=WRITER, json={
+        "title": "Disk swap", "incident_type": "maintenance", "affected_services": ["q"]})
+    reads = {
+        "/api/v1/services": "ServiceList", "/api/v2/summary.json": "V2Summary",
+        "/api/v2/status.json": "V2Status", "/api/v2/components.json": "V2Components",
+        "/api/v2/incidents.json": "V2Incidents",
+        "/api/v2/incidents/unresolved.json": "V2Incidents",
+        "/api/v2/scheduled-maintenances.json": "V2Maintenances",
+        "/api/v2/scheduled-maintenances/upcoming.json": "V2Maintenances",
+        "/api/v2/scheduled-maintenances/active.json": "V2Maintenances",
+    }
+    for path, name in reads.items():
+        assert documented(spec, "get", path, "200") == {name}, path
+        model: type[BaseModel] = getattr(status_schemas, name)
+        for headers in ({}, READER):
+            answer = http.get(path, headers=headers)
+            assert answer.status_code == 200, answer.text
+            model.model_validate(answer.json())
+            assert "SECRET" not in answer.text
