@@ -42,8 +42,9 @@ class ServiceBars(_Answer):
     name: str
     state: ServiceStatus = Field(
         description="from the worst severity of its active unplanned incidents: critical "
-                    "major_outage, high partial_outage, others degraded_performance; "
-                    "under_maintenance while only a maintenance is active")
+                    "and high major_outage, medium partial_outage, low and minor "
+                    "degraded_performance; under_maintenance while only a maintenance is "
+                    "active")
     uptime_ratio: float = Field(ge=0, le=1, description="1 - time affected / time of the "
                                                         "window")
     days: list[ServiceDay] = Field(description="oldest first, the last one today")

@@ -33,11 +33,12 @@ MINUTE_US = 60_000_000
 WORST_FIRST = [s.value for s in Severity]
 MAINTENANCE = IncidentType.MAINTENANCE.value
 CLOSED = (Status.RESOLVED.value, Status.POST_INCIDENT.value)
-# A service's state (Statuspage's component statuses) from its worst active severity.
+# A service's state (Statuspage's component statuses) from its worst active severity: as on
+# the status page's banner, a critical or high incident is a major outage.
 STATE_OF_SEVERITY = {
     Severity.CRITICAL.value: "major_outage",
-    Severity.HIGH.value: "partial_outage",
-    Severity.MEDIUM.value: "degraded_performance",
+    Severity.HIGH.value: "major_outage",
+    Severity.MEDIUM.value: "partial_outage",
     Severity.LOW.value: "degraded_performance",
     Severity.MINOR.value: "degraded_performance",
 }

@@ -86,9 +86,9 @@ def environment() -> Environment:
     env.filters.update(label=label, bdi=bdi, bdi_list=bdi_list, utc_minute=utc_minute,
                        markdown=markdown_html,
                        form_moment=form_moment, form_value=form_value,
-                       service_state=views.service_state, next_statuses=views.next_statuses,
-                       duration=duration, ratio=ratio, form_date=form_date,
-                       day_words=views.day_words, bar_state=views.bar_state)
+                       next_statuses=views.next_statuses, day_words=views.day_words,
+                       bar_state=views.bar_state, duration=duration, ratio=ratio,
+                       form_date=form_date)
     env.globals.update(RSS_FEED=RSS_FEED, ATOM_FEED=ATOM_FEED, choices=views.CHOICES)
     return env
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain.values import ACTIVE_STATUSES, IncidentType, Severity, Status, UpdateType, may_move
+from projections.service_queries import Day
 
 ACTIVE = tuple(s.value for s in Status if s in ACTIVE_STATUSES)
 CLOSED = (Status.RESOLVED.value, Status.POST_INCIDENT.value)
@@ -27,15 +28,6 @@ def overall_state(summary: Mapping[str, Any]) -> tuple[str, str]:
     return "operational", "All systems operational"
 
 
-def service_state(state: str) -> tuple[str, str]:
-    """(css class, words) for a service's `state` in the summary."""
-    if state == "operational":
-        return "operational", "Operational"
-    if state in _MAJOR:
-        return "major", "Major outage"
-    return "degraded", "Degraded"
-
-
 HISTORY_PAGE = 20
 
 
@@ -49,7 +41,7 @@ def by_month(items: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]
     return months
 
 
-def day_words(day: Any) -> str:
+def day_words(day: Day) -> str:
     """What a day of a service's bar says: its worst severity, or that it was quiet."""
     if day.worst_severity is not None:
         return f"{day.worst_severity.capitalize()} severity, {day.minutes_affected} " \
@@ -58,11 +50,11 @@ def day_words(day: Any) -> str:
 
 
 def bar_state(state: str) -> tuple[str, str]:
-    """(css class, words) for a service's state in the day bars."""
+    """(css class, words) for a service's state (`/api/v1/services`)."""
     words = state.replace("_", " ").capitalize()
     if state == "operational":
         return "operational", words
-    if state in ("major_outage", "partial_outage"):
+    if state == "major_outage":
         return "major", words
     return "degraded", words
 

@@ -51,7 +51,8 @@ def test_the_status_page_shows_an_incident_created_through_the_api(
     expect(card).to_be_visible()
     expect(card.locator(".timeline .update").first).to_contain_text("A bad deploy; rolling back")
     expect(card.locator(".timeline .update").last).to_contain_text("Payments are failing")
-    expect(page.locator(".services li", has_text=service)).to_contain_text("Major outage")
+    expect(page.locator(".services li.service", has_text=service)).to_contain_text(
+        "Major outage")
     assert page.locator('link[rel=alternate][type="application/rss+xml"]').get_attribute(
         "href") == RSS
     assert page.locator('link[rel=alternate][type="application/atom+xml"]').get_attribute(

@@ -214,12 +214,14 @@ def test_without_incidents_all_is_operational(http: httpx.Client) -> None:
 
 
 def test_indicator_follows_the_worst_unresolved_incident(http: httpx.Client) -> None:
-    minor = declare(http, title="Flaky", severity="low", affected_services=["api"])
+    minor = declare(http, title="Flaky", severity="medium", affected_services=["api"])
     assert http.get("/api/v2/status.json").json()["status"]["indicator"] == "minor"
-    major = declare(http, title="Errors", severity="high", affected_services=["api"])
-    assert http.get("/api/v2/status.json").json()["status"]["indicator"] == "major"
     components = http.get("/api/v2/components.json").json()["components"]
     assert components[0]["status"] == "partial_outage"
+    major = declare(http, title="Errors", severity="high", affected_services=["api"])
+    assert http.get("/api/v2/status.json").json()["status"]["indicator"] == "major"
+    assert http.get("/api/v2/components.json").json()["components"][0]["status"] == \
+        "major_outage"
     for incident_id in (minor, major):
         post(http, incident_id, status="resolved")
     assert http.get("/api/v2/status.json").json()["status"]["indicator"] == "none"
