@@ -11,7 +11,12 @@ The services named and the visibility are the incident's current ones.
 
 Each incident is one row; its periods are a JSON list of `[start, end or null, severity]`
 (microseconds since the epoch), with `first_start` and `last_end` beside it (`OPEN` while a
-period is open) so that a query finds the incidents overlapping a window by two bounds.
+period is open) so that a query finds the incidents overlapping a window by two bounds, and
+its services as a JSON list (the window's query reads no other table). `period_services`
+names each incident's services; `period_service_stats` keeps per audience of
+`domain.visibility` (scope `public` or `all`, as `incident_summary` names them) each service
+named by a visible incident, with how many, when the first was declared and when one last
+changed: recounted at the end of a batch for the services its events touched.
 """
 
 from __future__ import annotations
@@ -22,14 +27,25 @@ from typing import Any, ClassVar
 from domain.fields import INCIDENT
 from domain.incident import Incident
 from domain.values import Status
-from projections.base import Cursor, NameLists, Projection, RowBuffer, handles, micros
+from domain.visibility import VISIBLE, where
+from projections.base import (
+    Cursor,
+    NameLists,
+    Projection,
+    RowBuffer,
+    dump_list,
+    handles,
+    load_list,
+    micros,
+)
 from projections.columns import to_column
+from projections.incident_summary import SCOPES
 
 OPEN = 2**62  # `last_end` of an incident with an open period: later than any moment
 Period = list[Any]  # [start_us, end_us | None, severity]
 COLUMNS = ("id", "title", "status", "severity", "incident_type", "is_public", "deleted",
            "start_time", "resolved_at", "created_at", "updated_at", "first_start",
-           "last_end", "periods")
+           "last_end", "periods", "services")
 
 
 def bounds(periods: list[Period]) -> tuple[int, int]:
@@ -43,16 +59,18 @@ def bounds(periods: list[Period]) -> tuple[int, int]:
 
 class IncidentPeriods(Projection):
     name: ClassVar[str] = "incident_periods"
-    tables: ClassVar[tuple[str, ...]] = ("period_incidents", "period_services")
+    tables: ClassVar[tuple[str, ...]] = ("period_incidents", "period_services",
+                                         "period_service_stats")
 
     def __init__(self, suffix: str = "") -> None:
         super().__init__(suffix)
         self.rows = RowBuffer(self.t("period_incidents"), "id", COLUMNS,
                               booleans=("is_public", "deleted"))
         self.services = NameLists(self.t("period_services"))
+        self.touched: set[str] = set()  # services whose stats to count again
 
     def create_statements(self, dialect: str) -> list[str]:
-        incidents, services = (self.t(n) for n in self.tables)
+        incidents, services, stats = (self.t(n) for n in self.tables)
         return [
             f"""CREATE TABLE IF NOT EXISTS {incidents} (
                 id TEXT PRIMARY KEY, title TEXT NOT NULL, status TEXT NOT NULL,
@@ -60,7 +78,7 @@ class IncidentPeriods(Projection):
                 is_public BOOLEAN NOT NULL, deleted BOOLEAN NOT NULL,
                 start_time BIGINT NOT NULL, resolved_at BIGINT, created_at BIGINT NOT NULL,
                 updated_at BIGINT NOT NULL, first_start BIGINT NOT NULL,
-                last_end BIGINT NOT NULL, periods TEXT NOT NULL)""",
+                last_end BIGINT NOT NULL, periods TEXT NOT NULL, services TEXT NOT NULL)""",
             # The day bars ask for the incidents still active at or after a window's start.
             f"CREATE INDEX IF NOT EXISTS {incidents}_last_end ON {incidents} (last_end)",
             # The history walks this one newest first, a page at a time (keyset).
@@ -69,6 +87,10 @@ class IncidentPeriods(Projection):
                 incident_id TEXT NOT NULL, name TEXT NOT NULL,
                 PRIMARY KEY (name, incident_id))""",
             f"CREATE INDEX IF NOT EXISTS {services}_incident ON {services} (incident_id)",
+            f"""CREATE TABLE IF NOT EXISTS {stats} (
+                scope TEXT NOT NULL, name TEXT NOT NULL, incidents BIGINT NOT NULL,
+                created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
+                PRIMARY KEY (scope, name))""",
         ]
 
     @handles(Incident.Created)
@@ -83,19 +105,23 @@ class IncidentPeriods(Projection):
             "is_public": event.is_public, "deleted": False, "start_time": start,
             "resolved_at": None, "created_at": micros(event.timestamp),
             "updated_at": micros(event.timestamp), "first_start": first, "last_end": last,
-            "periods": json.dumps(periods)})
+            "periods": json.dumps(periods), "services": dump_list(event.affected_services)})
         self.services.replace(event.originator_id, event.affected_services, new=True)
+        self.touched.update(event.affected_services)
 
     @handles(Incident.DetailsChanged)
     def _details_changed(
         self, event: Incident.DetailsChanged, cursor: Cursor, position: int
     ) -> None:
         changes = event.changes
-        if "affected_services" in changes:
-            self.services.replace(event.originator_id, changes["affected_services"])
-        values = {name: to_column(INCIDENT[name], changes[name])
-                  for name in ("title", "severity", "incident_type", "is_public", "start_time")
+        values: dict[str, Any] = {name: to_column(INCIDENT[name], changes[name])
+                  for name in ("title", "severity", "incident_type", "is_public", "start_time",
+                               "affected_services")
                   if name in changes}
+        if "affected_services" in values:
+            self.services.replace(event.originator_id, changes["affected_services"])
+            self.touched.update(changes["affected_services"])
+            values["services"] = values.pop("affected_services")
         row = self.rows.get(cursor, event.originator_id)
         assert row is not None, f"no incident {event.originator_id}"
         periods: list[Period] = json.loads(row["periods"])
@@ -146,6 +172,9 @@ class IncidentPeriods(Projection):
 
     def _touch(self, event: Incident.Event, cursor: Cursor, periods: list[Period],
                **values: Any) -> None:
+        row = self.rows.get(cursor, event.originator_id)
+        assert row is not None, f"no incident {event.originator_id}"
+        self.touched.update(load_list(row["services"]))
         first, last = bounds(periods)
         self.rows.change(cursor, event.originator_id, **values, periods=json.dumps(periods),
                          first_start=first, last_end=last, updated_at=micros(event.timestamp))
@@ -153,3 +182,21 @@ class IncidentPeriods(Projection):
     def end_batch(self, cursor: Cursor) -> None:
         self.rows.flush(cursor)
         self.services.flush(cursor)
+        self._count_again(cursor, sorted(self.touched))
+        self.touched.clear()
+
+    def _count_again(self, cursor: Cursor, names: list[str]) -> None:
+        """The stats of these services, counted again from the rows just written."""
+        incidents, services, stats = (self.t(n) for n in self.tables)
+        for start in range(0, len(names), 500):
+            chunk = names[start:start + 500]
+            marks = ", ".join("?" * len(chunk))
+            cursor.execute(f"DELETE FROM {stats} WHERE name IN ({marks})", chunk)
+            for audience, scope in SCOPES.items():
+                visible, params = where(VISIBLE[audience], "i")
+                cursor.execute(
+                    f"INSERT INTO {stats} (scope, name, incidents, created_at, updated_at) "
+                    f"SELECT ?, n.name, count(*), min(i.created_at), max(i.updated_at) "
+                    f"FROM {services} n JOIN {incidents} i ON i.id = n.incident_id "
+                    f"WHERE n.name IN ({marks}) AND {visible} GROUP BY n.name",
+                    [scope, *chunk, *params])

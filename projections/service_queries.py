@@ -24,9 +24,9 @@ from typing import Any
 
 from domain.values import IncidentType, Severity, Status
 from domain.visibility import VISIBLE, Audience, where
-from projections.base import ReadStore, micros, moment, rfc3339_micros
+from projections.base import ReadStore, load_list, micros, moment, rfc3339_micros
 from projections.columns import named
-from projections.incident_periods import Period
+from projections.incident_summary import SCOPES
 
 DAY_US = 86_400_000_000
 MINUTE_US = 60_000_000
@@ -123,35 +123,31 @@ def state_of(incidents: Sequence[Involved], now: int) -> str:
 def bar(name: str, incidents: Sequence[Involved], first_day: date, days: int,
         now: int) -> ServiceBar:
     """One service's days, oldest first (the last one holds `now`), from the incidents
-    naming it."""
+    naming it. Each period is clipped to the window and cut at each midnight it spans, so
+    the work grows with the days incidents were active, not with days times incidents."""
     start = micros(datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC))
-    result: list[Day] = []
-    affected_total: list[tuple[int, int]] = []
-    for n in range(days):
-        day_start = start + n * DAY_US
-        day_end = min(day_start + DAY_US, now)
-        spans: list[tuple[int, int]] = []
-        severities: list[str] = []
-        involved: list[Involved] = []
-        for incident in incidents:
-            touched = False
-            for begin, end, severity in incident.periods:
-                lo, hi = max(begin, day_start), min(now if end is None else end, day_end)
-                if hi <= lo:
-                    continue
-                touched = True
+    spans: list[list[tuple[int, int]]] = [[] for _ in range(days)]
+    severities: list[list[str]] = [[] for _ in range(days)]
+    involved: list[dict[str, Involved]] = [{} for _ in range(days)]
+    for incident in incidents:
+        for begin, end, severity in incident.periods:
+            lo, hi = max(begin, start), min(now if end is None else end, now)
+            if hi <= lo:
+                continue
+            for n in range((lo - start) // DAY_US, min((hi - 1 - start) // DAY_US + 1, days)):
+                day_start = start + n * DAY_US
+                piece = (max(lo, day_start), min(hi, day_start + DAY_US))
+                involved[n][incident.id] = incident
                 if not incident.planned:
-                    spans.append((lo, hi))
-                    severities.append(severity)
-            if touched:
-                involved.append(incident)
-        affected_total += spans
-        covered = union_length(spans)
-        result.append(Day((first_day + timedelta(days=n)).isoformat(), worst(severities),
-                          math.ceil(covered / MINUTE_US), involved))
+                    spans[n].append(piece)
+                    severities[n].append(severity)
+    result = [Day((first_day + timedelta(days=n)).isoformat(), worst(severities[n]),
+                  math.ceil(union_length(spans[n]) / MINUTE_US), list(involved[n].values()))
+              for n in range(days)]
+    affected = sum(union_length(s) for s in spans)  # days do not overlap
     window = max(now - start, 1)
-    uptime = round(1 - union_length(affected_total) / window, 6)
-    return ServiceBar(name, state_of(incidents, now), uptime, result)
+    return ServiceBar(name, state_of(incidents, now), round(1 - affected / window, 6),
+                      result)
 
 
 def encode_history_cursor(start_time: int, incident_id: str) -> str:
@@ -176,7 +172,7 @@ class HistoryPage:
     next_cursor: str | None
 
 
-_INVOLVED = ("name", "id", "title", "incident_type", "periods", "created_at", "updated_at")
+_INVOLVED = ("id", "title", "incident_type", "periods", "created_at", "services")
 _HISTORY = ("id", "title", "status", "severity", "incident_type", "start_time", "resolved_at")
 
 
@@ -193,25 +189,23 @@ class ServiceQueries:
         window_start = micros(datetime(first_day.year, first_day.month, first_day.day,
                                        tzinfo=UTC))
         visible, params = where(VISIBLE[audience], "i")
-        join = ("FROM period_services n JOIN period_incidents i ON i.id = n.incident_id "
-                f"WHERE {visible}")
         with self.store.transaction() as tx:
             names = tx.execute(
-                f"SELECT n.name, min(i.created_at), max(i.updated_at) {join} GROUP BY n.name",
-                params).fetchall()
+                "SELECT name, created_at, updated_at FROM period_service_stats "
+                "WHERE scope = ? ORDER BY name", (SCOPES[audience],)).fetchall()
             rows = named(_INVOLVED, tx.execute(
-                f"SELECT {', '.join('n.' + c if c == 'name' else 'i.' + c for c in _INVOLVED)}"
-                f" {join} AND i.last_end > ? AND i.first_start < ?",
+                f"SELECT {', '.join(_INVOLVED)} FROM period_incidents i WHERE {visible} "
+                "AND i.last_end > ? AND i.first_start < ?",
                 [*params, window_start, now_us]).fetchall())
         by_service: dict[str, list[Involved]] = {}
         for row in sorted(rows, key=lambda r: (r["created_at"], r["id"])):
-            periods: list[Period] = json.loads(row["periods"])
-            by_service.setdefault(row["name"], []).append(Involved(
-                row["id"], row["title"], row["incident_type"],
-                tuple((int(p[0]), None if p[1] is None else int(p[1]), str(p[2]))
-                      for p in periods)))
+            involved = Involved(row["id"], row["title"], row["incident_type"], tuple(
+                (int(p[0]), None if p[1] is None else int(p[1]), str(p[2]))
+                for p in json.loads(row["periods"])))
+            for name in dict.fromkeys(load_list(row["services"])):
+                by_service.setdefault(name, []).append(involved)
         found = []
-        for name, created, updated in sorted(names, key=lambda r: str(r[0])):
+        for name, created, updated in names:
             service = bar(str(name), by_service.get(str(name), []), first_day, days, now_us)
             service.created_at, service.updated_at = int(created), int(updated)
             found.append(service)
