@@ -17,6 +17,7 @@ names each incident's services; `period_service_stats` keeps per audience of
 `domain.visibility` (scope `public` or `all`, as `incident_summary` names them) each service
 named by a visible incident, with how many, when the first was declared and when one last
 changed: recounted at the end of a batch for the services its events touched.
+`period_days` holds the day cells of `projections.day_cells`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from projections.base import (
     micros,
 )
 from projections.columns import to_column
+from projections.day_cells import Cells, contributions
 from projections.incident_summary import SCOPES
 
 OPEN = 2**62  # `last_end` of an incident with an open period: later than any moment
@@ -60,7 +62,7 @@ def bounds(periods: list[Period]) -> tuple[int, int]:
 class IncidentPeriods(Projection):
     name: ClassVar[str] = "incident_periods"
     tables: ClassVar[tuple[str, ...]] = ("period_incidents", "period_services",
-                                         "period_service_stats")
+                                         "period_service_stats", "period_days")
 
     def __init__(self, suffix: str = "") -> None:
         super().__init__(suffix)
@@ -68,9 +70,10 @@ class IncidentPeriods(Projection):
                               booleans=("is_public", "deleted"))
         self.services = NameLists(self.t("period_services"))
         self.touched: set[str] = set()  # services whose stats to count again
+        self.cells = Cells(self.t("period_days"))
 
     def create_statements(self, dialect: str) -> list[str]:
-        incidents, services, stats = (self.t(n) for n in self.tables)
+        incidents, services, stats, days = (self.t(n) for n in self.tables)
         return [
             f"""CREATE TABLE IF NOT EXISTS {incidents} (
                 id TEXT PRIMARY KEY, title TEXT NOT NULL, status TEXT NOT NULL,
@@ -91,6 +94,10 @@ class IncidentPeriods(Projection):
                 scope TEXT NOT NULL, name TEXT NOT NULL, incidents BIGINT NOT NULL,
                 created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
                 PRIMARY KEY (scope, name))""",
+            f"""CREATE TABLE IF NOT EXISTS {days} (
+                scope TEXT NOT NULL, name TEXT NOT NULL, day BIGINT NOT NULL,
+                entries TEXT NOT NULL, incidents TEXT NOT NULL, spans TEXT NOT NULL,
+                affected BIGINT NOT NULL, worst TEXT, PRIMARY KEY (scope, day, name))""",
         ]
 
     @handles(Incident.Created)
@@ -175,19 +182,22 @@ class IncidentPeriods(Projection):
         row = self.rows.get(cursor, event.originator_id)
         assert row is not None, f"no incident {event.originator_id}"
         self.touched.update(load_list(row["services"]))
+        before = contributions(row)
         first, last = bounds(periods)
         self.rows.change(cursor, event.originator_id, **values, periods=json.dumps(periods),
                          first_start=first, last_end=last, updated_at=micros(event.timestamp))
+        self.cells.move(cursor, event.originator_id, before, contributions(row))
 
     def end_batch(self, cursor: Cursor) -> None:
         self.rows.flush(cursor)
         self.services.flush(cursor)
+        self.cells.flush(cursor)
         self._count_again(cursor, sorted(self.touched))
         self.touched.clear()
 
     def _count_again(self, cursor: Cursor, names: list[str]) -> None:
         """The stats of these services, counted again from the rows just written."""
-        incidents, services, stats = (self.t(n) for n in self.tables)
+        incidents, services, stats, _ = (self.t(n) for n in self.tables)
         for start in range(0, len(names), 500):
             chunk = names[start:start + 500]
             marks = ", ".join("?" * len(chunk))

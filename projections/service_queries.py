@@ -17,21 +17,20 @@ import binascii
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from domain.values import IncidentType, Severity, Status
+from domain.values import Severity, Status
 from domain.visibility import VISIBLE, Audience, where
 from projections.base import ReadStore, load_list, micros, moment, rfc3339_micros
 from projections.columns import named
+from projections.day_cells import DAY_US, MAINTENANCE, merged, pieces, worst
+from projections.incident_periods import OPEN
 from projections.incident_summary import SCOPES
 
-DAY_US = 86_400_000_000
 MINUTE_US = 60_000_000
-WORST_FIRST = [s.value for s in Severity]
-MAINTENANCE = IncidentType.MAINTENANCE.value
 CLOSED = (Status.RESOLVED.value, Status.POST_INCIDENT.value)
 # A service's state (Statuspage's component statuses) from its worst active severity: as on
 # the status page's banner, a critical or high incident is a major outage.
@@ -51,17 +50,35 @@ class BadHistoryCursor(ValueError):
 
 
 @dataclass(frozen=True)
-class Involved:
-    """An incident naming a service, with its active periods."""
+class Listed:
+    """An incident as a day lists it."""
 
+    created_at: int
     id: str
     title: str
-    incident_type: str
-    periods: tuple[tuple[int, int | None, str], ...]
+    planned: bool
 
-    @property
-    def planned(self) -> bool:
-        return self.incident_type == MAINTENANCE
+
+@dataclass(frozen=True)
+class Ongoing:
+    """An incident with an open period (not in the day cells): since when, how bad."""
+
+    listed: Listed
+    since: int
+    severity: str
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A day cell of `projections.day_cells`, as read."""
+
+    worst: str | None
+    affected: int
+    spans: str  # JSON, read only when an ongoing incident is added to the day
+    incidents: list[list[Any]]  # [[created_at, id, title, planned], ...]
+
+    def listed(self) -> list[Listed]:
+        return [Listed(int(c), str(i), str(t), bool(p)) for c, i, t, p in self.incidents]
 
 
 @dataclass
@@ -69,7 +86,7 @@ class Day:
     date: str
     worst_severity: str | None
     minutes_affected: int
-    incidents: list[Involved] = field(default_factory=list)
+    incidents: list[Listed] = field(default_factory=list)
 
     def answer(self) -> dict[str, Any]:
         return {"date": self.date, "worst_severity": self.worst_severity,
@@ -91,63 +108,47 @@ class ServiceBar:
                 "days": [d.answer() for d in self.days]}
 
 
-def worst(severities: Iterable[str]) -> str | None:
-    found = [s for s in severities if s in WORST_FIRST]
-    return min(found, key=WORST_FIRST.index) if found else None
-
-
-def union_length(spans: Iterable[tuple[int, int]]) -> int:
-    """The length covered by spans (start, end), overlaps counted once."""
-    total, reach = 0, None
-    for start, end in sorted(spans):
-        if reach is None or start > reach:
-            total += end - start
-            reach = end
-        elif end > reach:
-            total += end - reach
-            reach = end
-    return total
-
-
-def state_of(incidents: Sequence[Involved], now: int) -> str:
+def state_of(ongoing: Sequence[Ongoing], now: int) -> str:
     """A service's state now: its worst active unplanned severity, else under maintenance
     while a maintenance is active, else operational."""
-    active = [(i, p[2]) for i in incidents for p in i.periods
-              if p[1] is None and p[0] <= now]
-    severity = worst(s for i, s in active if not i.planned)
+    active = [o for o in ongoing if o.since <= now]
+    severity = worst(o.severity for o in active if not o.listed.planned)
     if severity is not None:
         return STATE_OF_SEVERITY[severity]
     return UNDER_MAINTENANCE if active else OPERATIONAL
 
 
-def bar(name: str, incidents: Sequence[Involved], first_day: date, days: int,
-        now: int) -> ServiceBar:
-    """One service's days, oldest first (the last one holds `now`), from the incidents
-    naming it. Each period is clipped to the window and cut at each midnight it spans, so
-    the work grows with the days incidents were active, not with days times incidents."""
-    start = micros(datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC))
-    spans: list[list[tuple[int, int]]] = [[] for _ in range(days)]
-    severities: list[list[str]] = [[] for _ in range(days)]
-    involved: list[dict[str, Involved]] = [{} for _ in range(days)]
-    for incident in incidents:
-        for begin, end, severity in incident.periods:
-            lo, hi = max(begin, start), min(now if end is None else end, now)
-            if hi <= lo:
-                continue
-            for n in range((lo - start) // DAY_US, min((hi - 1 - start) // DAY_US + 1, days)):
-                day_start = start + n * DAY_US
-                piece = (max(lo, day_start), min(hi, day_start + DAY_US))
-                involved[n][incident.id] = incident
-                if not incident.planned:
-                    spans[n].append(piece)
-                    severities[n].append(severity)
-    result = [Day((first_day + timedelta(days=n)).isoformat(), worst(severities[n]),
-                  math.ceil(union_length(spans[n]) / MINUTE_US), list(involved[n].values()))
-              for n in range(days)]
-    affected = sum(union_length(s) for s in spans)  # days do not overlap
-    window = max(now - start, 1)
-    return ServiceBar(name, state_of(incidents, now), round(1 - affected / window, 6),
-                      result)
+def bar(name: str, cells: dict[int, Cell], ongoing: Sequence[Ongoing], first_day: date,
+        days: int, now: int) -> ServiceBar:
+    """One service's days, oldest first (the last one holds `now`): the cells of ended
+    periods, with the open periods of ongoing incidents added up to `now`."""
+    first = micros(datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC))
+    base = first // DAY_US
+    added: dict[int, list[tuple[int, int, Ongoing]]] = {}
+    for item in ongoing:
+        for day, lo, hi in pieces(max(item.since, first), now):
+            added.setdefault(day, []).append((lo, hi, item))
+    result: list[Day] = []
+    affected = 0
+    for n in range(days):
+        cell, extra = cells.get(base + n), added.get(base + n, [])
+        listed = cell.listed() if cell else []
+        if not extra:
+            length, severity = (cell.affected, cell.worst) if cell else (0, None)
+        else:
+            spans = [*(json.loads(cell.spans) if cell else []),
+                     *((lo, hi) for lo, hi, o in extra if not o.listed.planned)]
+            length = sum(end - start for start, end in merged(spans))
+            severity = worst([cell.worst if cell else None,
+                              *(o.severity for _, _, o in extra if not o.listed.planned)])
+            known = {i.id for i in listed}
+            new = {o.listed.id: o.listed for _, _, o in extra if o.listed.id not in known}
+            listed = sorted([*listed, *new.values()], key=lambda i: (i.created_at, i.id))
+        affected += length
+        result.append(Day((first_day + timedelta(days=n)).isoformat(), severity,
+                          math.ceil(length / MINUTE_US), listed))
+    uptime = round(1 - affected / max(now - first, 1), 6)
+    return ServiceBar(name, state_of(ongoing, now), uptime, result)
 
 
 def encode_history_cursor(start_time: int, incident_id: str) -> str:
@@ -172,7 +173,7 @@ class HistoryPage:
     next_cursor: str | None
 
 
-_INVOLVED = ("id", "title", "incident_type", "periods", "created_at", "services")
+_ONGOING = ("id", "title", "incident_type", "periods", "created_at", "services")
 _HISTORY = ("id", "title", "status", "severity", "incident_type", "start_time", "resolved_at")
 
 
@@ -189,24 +190,36 @@ class ServiceQueries:
         window_start = micros(datetime(first_day.year, first_day.month, first_day.day,
                                        tzinfo=UTC))
         visible, params = where(VISIBLE[audience], "i")
+        scope = SCOPES[audience]
         with self.store.transaction() as tx:
             names = tx.execute(
                 "SELECT name, created_at, updated_at FROM period_service_stats "
-                "WHERE scope = ? ORDER BY name", (SCOPES[audience],)).fetchall()
-            rows = named(_INVOLVED, tx.execute(
-                f"SELECT {', '.join(_INVOLVED)} FROM period_incidents i WHERE {visible} "
-                "AND i.last_end > ? AND i.first_start < ?",
-                [*params, window_start, now_us]).fetchall())
-        by_service: dict[str, list[Involved]] = {}
-        for row in sorted(rows, key=lambda r: (r["created_at"], r["id"])):
-            involved = Involved(row["id"], row["title"], row["incident_type"], tuple(
-                (int(p[0]), None if p[1] is None else int(p[1]), str(p[2]))
-                for p in json.loads(row["periods"])))
+                "WHERE scope = ? ORDER BY name", (scope,)).fetchall()
+            cells = tx.execute(
+                "SELECT name, day, worst, affected, spans, incidents FROM period_days "
+                "WHERE scope = ? AND day >= ? AND day <= ?",
+                (scope, window_start // DAY_US, now_us // DAY_US)).fetchall()
+            rows = named(_ONGOING, tx.execute(
+                f"SELECT {', '.join(_ONGOING)} FROM period_incidents i WHERE {visible} "
+                "AND i.last_end = ?", [*params, OPEN]).fetchall())
+        by_service: dict[str, dict[int, Cell]] = {}
+        # One parse for the incidents of every cell: far cheaper than one per cell.
+        listed = json.loads("[" + ",".join(str(c[5]) for c in cells) + "]")
+        for (name, day, worst_, affected, spans, _), incidents in zip(cells, listed,
+                                                                      strict=True):
+            by_service.setdefault(str(name), {})[int(day)] = Cell(
+                worst_, int(affected), spans, incidents)
+        ongoing: dict[str, list[Ongoing]] = {}
+        for row in rows:
+            since, _, severity = json.loads(row["periods"])[-1]
+            item = Ongoing(Listed(int(row["created_at"]), row["id"], row["title"],
+                                  row["incident_type"] == MAINTENANCE), int(since), severity)
             for name in dict.fromkeys(load_list(row["services"])):
-                by_service.setdefault(name, []).append(involved)
+                ongoing.setdefault(name, []).append(item)
         found = []
         for name, created, updated in names:
-            service = bar(str(name), by_service.get(str(name), []), first_day, days, now_us)
+            service = bar(str(name), by_service.get(str(name), {}),
+                          ongoing.get(str(name), []), first_day, days, now_us)
             service.created_at, service.updated_at = int(created), int(updated)
             found.append(service)
         return found
