@@ -201,12 +201,13 @@ class IncidentPeriods(Projection):
         for start in range(0, len(names), 500):
             chunk = names[start:start + 500]
             marks = ", ".join("?" * len(chunk))
-            cursor.execute(f"DELETE FROM {stats} WHERE name IN ({marks})", chunk)
+            # executemany: in pipeline mode no later fetch may read these statements' results
+            cursor.executemany(f"DELETE FROM {stats} WHERE name IN ({marks})", [chunk])
             for audience, scope in SCOPES.items():
                 visible, params = where(VISIBLE[audience], "i")
-                cursor.execute(
+                cursor.executemany(
                     f"INSERT INTO {stats} (scope, name, incidents, created_at, updated_at) "
                     f"SELECT ?, n.name, count(*), min(i.created_at), max(i.updated_at) "
                     f"FROM {services} n JOIN {incidents} i ON i.id = n.incident_id "
                     f"WHERE n.name IN ({marks}) AND {visible} GROUP BY n.name",
-                    [scope, *chunk, *params])
+                    [[scope, *chunk, *params]])

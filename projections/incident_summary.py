@@ -153,7 +153,8 @@ class IncidentSummary(Projection):
                 moved,
             )
             # A counter back at zero is no counter: the same rows however events batch.
-            cursor.execute(f"DELETE FROM {counts} WHERE count = 0")
+            # executemany: in pipeline mode a later fetch must not read this result.
+            cursor.executemany(f"DELETE FROM {counts} WHERE count = 0", [()])
         if self._changed:
             cursor.executemany(
                 f"INSERT INTO {self.t('summary_incidents')} (id, status, severity, "
