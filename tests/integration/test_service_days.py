@@ -16,9 +16,11 @@ import pytest
 
 from commands.application import NewIncident, NewUpdate
 from domain.values import IncidentType, Severity, Status
+from domain.visibility import Audience
 from infra.bootstrap import Services, bootstrap
 from infra.rebuild import rebuild
 from infra.settings import Settings
+from projections.service_queries import BadHistoryCursor
 from tests.conftest import READER, LiveServer
 
 
@@ -186,3 +188,29 @@ def test_a_rebuild_gives_the_same_answer(world: World) -> None:
         assert tables == [sorted(cursor.execute(f"SELECT * FROM {t}").fetchall())
                           for t in names]
     assert (services_of(world, days=365), services_of(world, days=30, headers=READER)) == before
+
+
+def test_history_pages_newest_first_without_hidden_incidents(world: World) -> None:
+    update(world, "private", "2026-03-10T12:00:00", Status.RESOLVED)
+    world.services.projector.catch_up()
+    reads = world.services.service_queries
+
+    def walk(audience: Audience) -> list[str]:
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = reads.history(audience=audience, limit=2, cursor=cursor)
+            assert len(page.items) <= 2
+            seen += [item["title"] for item in page.items]
+            if page.next_cursor is None:
+                return seen
+            cursor = page.next_cursor
+
+    assert walk(Audience.PUBLIC) == ["reopened", "escalated", "midnight", "maintenance", "old"]
+    assert walk(Audience.READER) == ["private", "reopened", "escalated", "midnight",
+                                     "maintenance", "old"]
+    first = reads.history(audience=Audience.PUBLIC, limit=1).items[0]
+    assert first["month"] == "March 2026"
+    assert first["start_time"] == "2026-03-09T10:00:00Z"
+    with pytest.raises(BadHistoryCursor):
+        reads.history(audience=Audience.PUBLIC, limit=2, cursor="bm90LWEtY3Vyc29y")
