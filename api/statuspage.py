@@ -64,6 +64,7 @@ class StatusPage:
         self.now = self.clock()
         self.page_id = short_id(self.base_url)
         self._bars: list[ServiceBar] | None = None
+        self._unresolved: list[Body] | None = None
         self._latest: list[int] = []
 
     # --- parts ---------------------------------------------------------------------
@@ -93,7 +94,10 @@ class StatusPage:
         return {"indicator": indicator, "description": INDICATORS[indicator]}
 
     def unresolved_items(self) -> list[Body]:
-        return list(self._all(ListFilters(incident_type=UNPLANNED, status=ACTIVE)))
+        if self._unresolved is None:
+            self._unresolved = list(self._all(ListFilters(incident_type=UNPLANNED,
+                                                          status=ACTIVE)))
+        return self._unresolved
 
     def incidents(self, *, unresolved: bool = False) -> list[Body]:
         items = (self.unresolved_items() if unresolved else self.queries.list_incidents(
