@@ -24,8 +24,8 @@ from projections.base import Cursor, Projection
 from projections.feed_items import FeedItems
 from projections.incident_lifecycle import IncidentLifecycle
 from projections.incident_list import IncidentList
-from projections.incident_postmortems import IncidentPostmortems
 from projections.incident_periods import IncidentPeriods
+from projections.incident_postmortems import IncidentPostmortems
 from projections.incident_summary import IncidentSummary
 from projections.incident_updates import IncidentUpdates
 
