@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import threading
 import uuid
@@ -38,6 +39,7 @@ from infra.integrations.store import IntegrationStore
 from infra.metrics import events_stored
 from infra.projector import Projector
 from infra.rate_limits import RateLimits
+from infra.rebuild import rebuild_changed
 from infra.relay import Relay, RelayConfig
 from infra.settings import Settings
 from infra.store_watch import StoreWatch
@@ -192,10 +194,15 @@ def open_rate_limits(settings: Settings, database: Database) -> RateLimits:
 
 @contextmanager
 def schema_lock(settings: Settings) -> Iterator[None]:
-    """Serialises creating tables across processes starting at once on one PostgreSQL
-    (its IF NOT EXISTS is not safe against a concurrent CREATE of the same name)."""
-    if sqlite_path(settings) is not None:
-        yield
+    """Serialises creating tables, and rebuilding read models whose tables changed shape,
+    across processes starting at once: PostgreSQL's advisory lock (its IF NOT EXISTS is
+    not safe against a concurrent CREATE of the same name), a lock file beside SQLite's."""
+    path = sqlite_path(settings)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.with_name(path.name + ".schema-lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+            yield
         return
     with psycopg.connect(str(settings.database_url), autocommit=True,
                          connect_timeout=5) as connection:
@@ -221,7 +228,7 @@ def bootstrap(settings: Settings, clock: Callable[[], datetime] = now) -> Servic
         start_chain(event_log)
         followers = Followers(database, event_log)
         projector = Projector(followers, commands.mapper)
-        projector.create_tables()
+        rebuild_changed(projector, projector.create_tables())
         # The positions of followers that deliver elsewhere (the relay, integrations).
         Positions(database, DELIVERIES).create([], schema_locked=True)
         integration_store = IntegrationStore(database, event_log)

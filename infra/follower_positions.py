@@ -3,7 +3,8 @@
 Two tables keep them, by what "done" means for the follower:
 
 * `projection_positions`: read models, whose rows commit with their position. Its minimum
-  is what the read barrier waits for ("every read model reached N").
+  is what the read barrier waits for ("every read model reached N"). Beside each position
+  is the shape of the read model's tables (`Projection.shape`) the rows were written in.
 * `relay_positions`: followers that deliver outside the database (the NATS relay, and the
   integrations to come). They are kept apart so that one held back by an outage of its
   destination never holds back reads.
@@ -45,8 +46,12 @@ class Positions:
         with self.database.transaction(write=True) as cursor:
             if self.database.dialect == "postgres" and not schema_locked:
                 cursor.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
+            shape = ", shape TEXT" if self.table == READ_MODELS else ""
             cursor.execute(f"CREATE TABLE IF NOT EXISTS {self.table} "
-                           "(name TEXT PRIMARY KEY, position BIGINT NOT NULL)")
+                           f"(name TEXT PRIMARY KEY, position BIGINT NOT NULL{shape})")
+            if shape and not _has_column(cursor, self.database, self.table, "shape"):
+                # Made before shapes were recorded: the read models' shapes are unknown.
+                cursor.execute(f"ALTER TABLE {self.table} ADD COLUMN shape TEXT")
         for name in names:
             self.ensure(name)
 
@@ -55,6 +60,22 @@ class Positions:
         with self.database.transaction(write=True) as cursor:
             cursor.execute(f"INSERT INTO {self.table} (name, position) VALUES (?, 0) "
                            "ON CONFLICT (name) DO NOTHING", (name,))
+
+    def shapes(self) -> dict[str, str | None]:
+        """The recorded shape of each read model's tables (None: not known)."""
+        assert self.table == READ_MODELS
+        with self.database.transaction() as cursor:
+            rows = cursor.execute(f"SELECT name, shape FROM {self.table}").fetchall()
+        return {str(name): shape for name, shape in rows}
+
+    def record_shape(self, name: str, shape: str) -> None:
+        """Records the shape of `name`'s tables, giving it a row at position 0 if it has
+        none (its tables were just created, empty)."""
+        assert self.table == READ_MODELS
+        with self.database.transaction(write=True) as cursor:
+            cursor.execute(f"INSERT INTO {self.table} (name, position, shape) VALUES (?, 0, ?) "
+                           "ON CONFLICT (name) DO UPDATE SET shape = excluded.shape",
+                           (name, shape))
 
     def load(self, name: str) -> int:
         with self.database.transaction() as cursor:
@@ -75,6 +96,23 @@ class Positions:
 
     def advance(self, cursor: Cursor, name: str, start: int, end: int) -> None:
         advance(cursor, self.table, name, start, end)
+
+
+def _has_column(cursor: Cursor, database: Database, table: str, column: str) -> bool:
+    if database.dialect == "postgres":
+        return cursor.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = ? AND column_name = ?", (table, column)).fetchone() is not None
+    return any(row[1] == column
+               for row in cursor.execute(f"PRAGMA table_info({table})").fetchall())
+
+
+def table_exists(cursor: Cursor, database: Database, table: str) -> bool:
+    if database.dialect == "postgres":
+        found = cursor.execute("SELECT to_regclass(?)", (table,)).fetchone()
+        return found is not None and found[0] is not None
+    return cursor.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                          (table,)).fetchone() is not None
 
 
 def advance(cursor: Cursor, table: str, name: str, start: int, end: int) -> None:

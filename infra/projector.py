@@ -17,7 +17,13 @@ from domain.incident import IncidentEvent
 from infra.database import Database, create_schema
 from infra.event_log import StoredCloudEvent
 from infra.follower import FollowerBusy, FollowerOptions, Transactional
-from infra.follower_positions import READ_MODELS, PositionRefused, Positions, advance
+from infra.follower_positions import (
+    READ_MODELS,
+    PositionRefused,
+    Positions,
+    advance,
+    table_exists,
+)
 from infra.follower_worker import Follower
 from infra.followers import Followers
 from projections.base import Cursor, Projection
@@ -145,12 +151,29 @@ class Projector:
     def names(self) -> list[str]:
         return [projection.name for projection in self.projections]
 
-    def create_tables(self) -> None:
-        """Creates what is missing, under the schema lock the caller holds."""
+    def create_tables(self) -> list[Projection]:
+        """Creates what is missing, under the schema lock the caller holds, and returns
+        the read models whose tables were made in another shape than this code's
+        (`Projection.shape`, recorded beside the position): the caller rebuilds those.
+        Tables created here, empty, get their shape recorded."""
+        dialect = self.database.dialect
         self._positions.create([], schema_locked=True)
+        recorded, positions = self._positions.shapes(), self._positions.all()
+        changed: list[Projection] = []
         for projection in self.projections:
-            create_schema(self.database, projection.create_statements(self.database.dialect))
+            shape = projection.shape(dialect)
+            with self.database.transaction() as cursor:
+                made = any(table_exists(cursor, self.database, projection.t(table))
+                           for table in projection.tables)
+            if (made or positions.get(projection.name, 0) > 0) \
+                    and recorded.get(projection.name) != shape:
+                changed.append(projection)  # its statements may not fit the old tables
+                continue
+            create_schema(self.database, projection.create_statements(dialect))
+            if recorded.get(projection.name) != shape:
+                self._positions.record_shape(projection.name, shape)
         self._positions.create(self.names, schema_locked=True)
+        return changed
 
     def read_events(self, after: int, limit: int) -> list[Positioned]:
         """The next events after `after`, decoded."""

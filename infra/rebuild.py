@@ -7,6 +7,7 @@ only for the short transactions that apply a batch, and for the swap."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -15,6 +16,8 @@ from typing import TextIO
 from infra.database import Database
 from infra.projector import TRACKING, Positioned, Projector, analyze, apply_events
 from projections.base import Cursor, Projection
+
+log = logging.getLogger("product_status")
 
 ASIDE = "__rebuild"
 Progress = Callable[[int, int, float], None]
@@ -68,6 +71,22 @@ def rebuild(projector: Projector, live: Sequence[Projection],
     return position
 
 
+def rebuild_changed(projector: Projector, changed: Sequence[Projection]) -> None:
+    """Rebuilds, in one pass, the read models whose tables were made in another shape
+    (see `Projector.create_tables`), under the schema lock the caller holds: of several
+    processes starting at once, the first rebuilds and the others then find the new
+    shape recorded. Until the swap, running processes answer from the old tables."""
+    if not changed:
+        return
+    started = time.monotonic()
+    position = rebuild(projector, changed)
+    for projection in changed:
+        log.warning("read model %s: its tables changed shape (now %s); rebuilt from the "
+                    "event store to position %d in %.1f s", projection.name,
+                    projection.shape(projector.database.dialect), position,
+                    time.monotonic() - started)
+
+
 def _swap_in(database: Database, live: Sequence[Projection], aside: Sequence[Projection],
              position: int) -> bool:
     """Swaps the tables built aside in, with their position, unless a live projector got
@@ -79,8 +98,8 @@ def _swap_in(database: Database, live: Sequence[Projection], aside: Sequence[Pro
             return False
         for old, new in zip(live, aside, strict=True):
             _swap(cursor, database, old, new)
-            cursor.execute(f"UPDATE {TRACKING} SET position = ? WHERE name = ?",
-                           (position, old.name))
+            cursor.execute(f"UPDATE {TRACKING} SET position = ?, shape = ? WHERE name = ?",
+                           (position, old.shape(database.dialect), old.name))
     return True
 
 

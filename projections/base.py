@@ -3,6 +3,7 @@ event type, writing through the cursor of the transaction that also moves its po
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -71,6 +72,15 @@ class Projection:
     def create_statements(self, dialect: str) -> list[str]:
         """CREATE TABLE / INDEX statements, idempotent."""
         raise NotImplementedError
+
+    @classmethod
+    def shape(cls, dialect: str) -> str:
+        """The digest of the read model's tables and indexes as this code creates them
+        (its live CREATE statements, whitespace aside). It is recorded beside the read
+        model's position: a start that finds another recorded rebuilds the read model
+        (`infra/rebuild.py`), so changing a table needs no version number bumped."""
+        statements = (" ".join(s.split()) for s in cls().create_statements(dialect))
+        return hashlib.sha256("\n".join(statements).encode()).hexdigest()[:16]
 
     handlers: ClassVar[dict[type[IncidentEvent], str]]
 
