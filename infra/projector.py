@@ -35,7 +35,8 @@ from projections.incident_postmortems import IncidentPostmortems
 from projections.incident_summary import IncidentSummary
 from projections.incident_updates import IncidentUpdates
 
-__all__ = ["TRACKING", "PositionRefused", "Positioned", "Projector", "analyze", "apply_batch"]
+__all__ = ["TRACKING", "PositionRefused", "Positioned", "Projector", "ShapeChanged", "analyze",
+           "apply_batch"]
 
 PROJECTIONS: tuple[type[Projection], ...] = (
     IncidentList, IncidentUpdates, IncidentSummary, FeedItems, IncidentLifecycle,
@@ -96,8 +97,15 @@ def analyze(database: Database, projections: Sequence[Projection]) -> None:
                 cursor.execute(f"ANALYZE {projection.t(table)}")
 
 
+class ShapeChanged(Exception):
+    """The read model's tables are of another shape than this code writes (a newer
+    release rebuilt them): its batches are refused, and the worker lets go of the read
+    model so that a process of that release carries on."""
+
+
 class ProjectionHandler(Transactional):
-    """One read model as a follower: decode outside the transaction, apply inside it."""
+    """One read model as a follower: decode outside the transaction, apply inside it,
+    only into tables of the shape this code writes."""
 
     def __init__(self, projection: Projection, decode: Decode, dialect: str,
                  batch_size: int = 500) -> None:
@@ -106,12 +114,20 @@ class ProjectionHandler(Transactional):
         self.decode = decode
         self.dialect = dialect
         self.batch_size = batch_size
+        self.shape = projection.shape(dialect)
         self._since_analyze = 0
 
     def prepare(self, events: Sequence[StoredCloudEvent]) -> list[Positioned]:
         return self.decode(events)
 
     def apply(self, cursor: Cursor, prepared: list[Positioned]) -> None:
+        # The position's row is locked by now (`advance`): a rebuild cannot swap between.
+        row = cursor.execute(f"SELECT shape FROM {TRACKING} WHERE name = ?",
+                             (self.name,)).fetchone()
+        if row is None or row[0] != self.shape:
+            raise ShapeChanged(f"its tables are of shape {row[0] if row else None}, this "
+                               f"release writes {self.shape}: restart it with the release "
+                               "that made them")
         apply_events(cursor, self.projection, prepared)
         self._keep_statistics(cursor, len(prepared))
 
