@@ -14,6 +14,7 @@ from commands.application import IncidentCommands
 from infra.bootstrap import Services
 from infra.event_log import EventLog
 from infra.relay import Relay
+from infra.timers import SYSTEM_KEY_PREFIX, Timers
 from projections.queries import IncidentQueries
 from projections.reports import LifecycleReports
 from projections.service_queries import ServiceQueries
@@ -56,6 +57,10 @@ async def relay(request: Request) -> Relay | None:
     return _services(request).relay
 
 
+async def timers(request: Request) -> Timers:
+    return _services(request).timers
+
+
 async def event_log(request: Request) -> EventLog:
     return _services(request).event_log
 
@@ -89,6 +94,9 @@ async def idempotency_key(idempotency_key: Annotated[str | None, Header()] = Non
         return None
     if not _KEY.match(idempotency_key):
         raise Problem(400, "Idempotency-Key must be 1-255 visible ASCII characters")
+    if idempotency_key.startswith(SYSTEM_KEY_PREFIX):
+        raise Problem(400, f"Idempotency-Keys starting {SYSTEM_KEY_PREFIX!r} are the "
+                      "service's own")
     return idempotency_key
 
 
@@ -100,5 +108,6 @@ Reports = Annotated[LifecycleReports, Depends(reports)]
 ServiceReads = Annotated[ServiceQueries, Depends(service_queries)]
 Clock = Annotated[Callable[[], datetime], Depends(clock)]
 NatsRelay = Annotated[Relay | None, Depends(relay)]
+DeadlineTimers = Annotated[Timers, Depends(timers)]
 ExpectedVersion = Annotated[int | None, Depends(expected_version)]
 IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]

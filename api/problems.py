@@ -20,7 +20,7 @@ from commands.application import (
     VersionMismatch,
 )
 from commands.exactly_once import StoreUnavailable
-from domain.errors import IncidentRuleError
+from domain.errors import IncidentRuleError, WindowRefused
 from infra.database import CONNECTION_ERRORS
 from infra.integrations.admin import (
     IntegrationNotFound,
@@ -158,6 +158,12 @@ async def _rule(_: Request, error: Exception) -> JSONResponse:
     return problem_response(409, str(error))
 
 
+async def _window(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, WindowRefused)
+    return problem_response(422, str(error),
+                            errors=[{"field": error.field, "message": str(error)}])
+
+
 async def _mismatch(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, VersionMismatch)
     return problem_response(
@@ -204,6 +210,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(IncidentNotFound, _not_found)
     app.add_exception_handler(IncidentRuleError, _rule)
+    app.add_exception_handler(WindowRefused, _window)
     app.add_exception_handler(VersionMismatch, _mismatch)
     app.add_exception_handler(IdempotencyKeyReused, _key_reused)
     app.add_exception_handler(Contended, _contended)

@@ -41,3 +41,12 @@ class PostmortemTooEarly(IncidentRuleError):
         super().__init__(f"an incident that is {current.value} takes no postmortem: only "
                          "a resolved one or one in post-incident review does")
         self.current = current
+
+
+class WindowRefused(IncidentRuleError):
+    """A maintenance window that cannot be: on an incident that is not maintenance, with an
+    end not after its start, or moved once the maintenance started."""
+
+    def __init__(self, reason: str, field: str = "scheduled_start") -> None:
+        super().__init__(reason)
+        self.field = field

@@ -76,6 +76,11 @@ INCIDENT_FIELDS: tuple[Field, ...] = (
     _detail("affected_regions", Names, "the regions it affects", **_NAMES),
     _detail("start_time", datetime, "when it started (default: when it was declared)",
             default=None),
+    _detail("scheduled_start", datetime, "maintenance only: when its window starts (RFC "
+            "3339); declared before it, the incident is `scheduled` until then",
+            default=None, nullable=True),
+    _detail("scheduled_end", datetime, "maintenance only: when its window ends (after "
+            "`scheduled_start`); the service resolves it then", default=None, nullable=True),
     Field("resolved_at", datetime, "when it was resolved; null while it is not (a reopened "
           "incident clears it)", nullable=True),
     _detail("public_message", str, "what the public sees", default="", max_length=TEXT),
@@ -132,6 +137,8 @@ STORED_FIELDS = tuple(f for f in INCIDENT_FIELDS if not f.derived)
 # What a client declares an incident with, and what it may change afterwards.
 DECLARED_FIELDS = tuple(f for f in INCIDENT_FIELDS if f.given)
 DETAIL_FIELDS = tuple(f.name for f in INCIDENT_FIELDS if f.changeable)
+# The window of a scheduled maintenance (only incidents of type maintenance have one).
+WINDOW_FIELDS = ("scheduled_start", "scheduled_end")
 
 
 def given_values(fields: tuple[Field, ...], given: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,8 +19,9 @@ from domain.errors import (
     PostmortemTooEarly,
     TransitionRefused,
     UpdateLimitReached,
+    WindowRefused,
 )
-from domain.fields import DETAIL_FIELDS, INCIDENT_FIELDS, given_values
+from domain.fields import DETAIL_FIELDS, INCIDENT_FIELDS, WINDOW_FIELDS, given_values
 from domain.values import (
     IncidentType,
     Severity,
@@ -52,6 +53,9 @@ class Incident(BaseAggregate[str]):
         self.deleted = False
         self.update_count = 0
         self.update_keys: dict[str, int] = {}
+        # What the rules of a maintenance window need.
+        self.incident_type: IncidentType = IncidentType.OTHER
+        self.window: dict[str, datetime | None] = dict.fromkeys(WINDOW_FIELDS)
 
     @dataclass(frozen=True)
     class Event(IncidentEvent):
@@ -79,9 +83,14 @@ class Incident(BaseAggregate[str]):
         # The key the incident was declared with (a client's Idempotency-Key, an alert
         # group's state): kept beside `data`, as an update's is.
         request_key: str | None = None
+        # Last, with defaults: events stored before maintenance windows existed have none.
+        scheduled_start: datetime | None = None
+        scheduled_end: datetime | None = None
 
         def apply(self, aggregate: Any) -> None:
             aggregate.status = Status(self.status)
+            aggregate.incident_type = IncidentType(self.incident_type)
+            aggregate.window = {name: getattr(self, name) for name in WINDOW_FIELDS}
 
     @dataclass(frozen=True)
     class DetailsChanged(Event):
@@ -89,6 +98,13 @@ class Incident(BaseAggregate[str]):
 
         TOPIC = EVENT_TYPE_PREFIX + "updated"
         changes: dict[str, Any]
+
+        def apply(self, aggregate: Any) -> None:
+            if "incident_type" in self.changes:
+                aggregate.incident_type = IncidentType(self.changes["incident_type"])
+            for name in WINDOW_FIELDS:
+                if name in self.changes:
+                    aggregate.window[name] = self.changes[name]
 
     @dataclass(frozen=True)
     class UpdateAdded(Event):
@@ -142,7 +158,14 @@ class Incident(BaseAggregate[str]):
         it was declared with, if any."""
         values = given_values(INCIDENT_FIELDS, details)
         status = Status(values["status"])
-        if not status.is_active:
+        start = _check_window(IncidentType(values["incident_type"]),
+                              values["scheduled_start"], values["scheduled_end"])
+        if start is not None and start > at:
+            status = Status.SCHEDULED  # declared before its window: it waits for it
+        elif status is Status.SCHEDULED:
+            raise WindowRefused("only maintenance declared before its scheduled_start is "
+                                "scheduled", "status")
+        if not status.is_active and status is not Status.SCHEDULED:
             raise InitialStatusRefused(status)
         values["status"] = status
         if values["start_time"] is None:
@@ -156,6 +179,14 @@ class Incident(BaseAggregate[str]):
         unknown = set(changes) - set(DETAIL_FIELDS)
         if unknown:
             raise ValueError(f"not a detail of an incident: {', '.join(sorted(unknown))}")
+        moved = [name for name in WINDOW_FIELDS if name in changes]
+        if moved and self.status is not Status.SCHEDULED:
+            raise WindowRefused("the maintenance window can be moved only while it is "
+                                "scheduled", moved[0])
+        if moved or "incident_type" in changes:
+            window = {**self.window, **{name: changes[name] for name in moved}}
+            _check_window(IncidentType(changes.get("incident_type", self.incident_type)),
+                          window["scheduled_start"], window["scheduled_end"])
         if changes:
             self.trigger_event(self.DetailsChanged, timestamp=at, changes=dict(changes))
 
@@ -217,6 +248,22 @@ class Incident(BaseAggregate[str]):
     def _check_not_deleted(self) -> None:
         if self.deleted:
             raise IncidentDeleted(self.id)
+
+
+def _check_window(incident_type: IncidentType, start: datetime | None,
+                  end: datetime | None) -> datetime | None:
+    """Refuses a window that cannot be; gives its start (None: no window)."""
+    if start is None and end is None:
+        return None
+    if incident_type is not IncidentType.MAINTENANCE:
+        raise WindowRefused("only incidents of type maintenance have a scheduled window",
+                            "scheduled_start" if start is not None else "scheduled_end")
+    if start is None or end is None:
+        raise WindowRefused("scheduled_start and scheduled_end go together",
+                            "scheduled_end" if end is None else "scheduled_start")
+    if end <= start:
+        raise WindowRefused("scheduled_end must be after scheduled_start", "scheduled_end")
+    return start
 
 
 EVENT_TYPES: tuple[str, ...] = tuple(

@@ -6,6 +6,7 @@ from enum import StrEnum
 
 
 class Status(StrEnum):
+    SCHEDULED = "scheduled"  # maintenance declared before its window: only those
     INVESTIGATING = "investigating"
     IDENTIFIED = "identified"
     MONITORING = "monitoring"
@@ -51,9 +52,15 @@ class UpdateType(StrEnum):
 def may_move(current: Status, requested: Status) -> bool:
     """The lifecycle: active states move freely among themselves, any active state may
     resolve, a resolved incident may go to post-incident review or be reopened, and
-    post-incident is final. Staying in the same state is not a move."""
+    post-incident is final. Scheduled maintenance starts (any active state) or is
+    cancelled (resolved); nothing moves back to scheduled. Staying in the same state is
+    not a move."""
     if current is requested:
         return True
+    if requested is Status.SCHEDULED:
+        return False
+    if current is Status.SCHEDULED:
+        return requested.is_active or requested is Status.RESOLVED
     if current.is_active:
         return requested.is_active or requested is Status.RESOLVED
     if current is Status.RESOLVED:
@@ -62,8 +69,8 @@ def may_move(current: Status, requested: Status) -> bool:
 
 
 def resolves(current: Status, requested: Status) -> bool:
-    """A move from an active state to resolved."""
-    return current.is_active and requested is Status.RESOLVED
+    """A move from an active state to resolved (or a scheduled maintenance cancelled)."""
+    return (current.is_active or current is Status.SCHEDULED) and requested is Status.RESOLVED
 
 
 def closes(current: Status, requested: Status) -> bool:
@@ -74,5 +81,6 @@ def closes(current: Status, requested: Status) -> bool:
 
 
 def reopens(current: Status, requested: Status) -> bool:
-    """A move from resolved back to an active state."""
-    return requested.is_active and not current.is_active
+    """A move from resolved back to an active state (a scheduled maintenance that starts
+    is not reopened)."""
+    return requested.is_active and current is Status.RESOLVED

@@ -46,6 +46,7 @@ from infra.store_watch import StoreWatch
 from infra.subscribers.admin import SubscriberAdmin
 from infra.subscribers.delivery import SubscriberDelivery
 from infra.subscribers.store import SubscriberStore
+from infra.timers import Timers
 from infra.tokens import Authenticator, TokenStore
 from projections.feed_queries import FeedQueries
 from projections.queries import IncidentQueries
@@ -76,10 +77,12 @@ class Services:
     subscribers: SubscriberAdmin
     subscriber_mail: Follower  # the subscribers' mail, started with delivery
     service_queries: ServiceQueries
+    timers: Timers  # the service's own commands at deadlines, once started
     relay: Relay | None = None  # the NATS relay, when CLOUDEVENT_BROKER_URL is set
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # "now"
     _stop: threading.Event = field(default_factory=threading.Event)
     _delivering: threading.Thread | None = None
+    _timing: threading.Thread | None = None
     _heartbeat: threading.Thread | None = None
 
     def start_projections(self) -> None:
@@ -111,12 +114,22 @@ class Services:
             if self.settings.smtp_url:
                 self.followers.start([self.subscriber_mail], self._stop)
 
+    def start_timers(self) -> None:
+        """Acts on deadlines (auto-resolve, maintenance) in this process, in the
+        background. Of several processes one acts; the others stand by."""
+        if self._timing is None:
+            self._timing = threading.Thread(target=self.timers.run, args=(self._stop,),
+                                            name="timers", daemon=True)
+            self._timing.start()
+
     def close(self) -> None:
         self._stop.set()
         self.deliverers.wake()
         if self._delivering is not None:
             self._delivering.join(timeout=30)
         self.subscribers.close()
+        if self._timing is not None:
+            self._timing.join(timeout=30)
         self.store_watch.close()
         self.followers.close()
         if self._heartbeat is not None:
@@ -213,7 +226,8 @@ def schema_lock(settings: Settings) -> Iterator[None]:
 def bootstrap(settings: Settings, clock: Callable[[], datetime] = now) -> Services:
     """Builds every part from the settings; creates the tables if missing. Nothing runs
     in the background until `start_projections()` / `start_relay()` /
-    `start_delivery()`. `clock` tells every part what time it is (tests move it)."""
+    `start_delivery()` / `start_timers()`. `clock` tells every part what time it is
+    (tests move it)."""
     with schema_lock(settings):
         commands = IncidentCommands(
             persistence_env(settings),
@@ -233,7 +247,7 @@ def bootstrap(settings: Settings, clock: Callable[[], datetime] = now) -> Servic
         Positions(database, DELIVERIES).create([], schema_locked=True)
         integration_store = IntegrationStore(database, event_log)
         integration_store.create_tables()
-        token_store = TokenStore(database, now)
+        token_store = TokenStore(database, clock)
         token_store.create_table()
         subscriber_store = SubscriberStore(database, event_log, clock)
         subscriber_store.create_tables()
@@ -273,6 +287,7 @@ def bootstrap(settings: Settings, clock: Callable[[], datetime] = now) -> Servic
         subscribers=SubscriberAdmin(settings, subscriber_store),
         subscriber_mail=subscriber_mail,
         service_queries=ServiceQueries(database),
+        timers=Timers(commands, database, clock, settings.incident_auto_resolve_hours),
         relay=relay,
         clock=clock,
     )

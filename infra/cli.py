@@ -48,6 +48,8 @@ _BESIDE_THE_API = (
                   lambda services: services.start_relay()),
     _BesideTheApi("deliver", "do not deliver to integrations here (a separate `deliver` "
                   "does)", lambda services: services.start_delivery()),
+    _BesideTheApi("timers", "do not act on deadlines here (auto-resolve, maintenance start "
+                  "and end); another `serve` does", lambda services: services.start_timers()),
 )
 
 

@@ -61,6 +61,7 @@ class Instruments:
     open_streams: Gauge
     events_stored: Counter
     delivery_failures: Counter
+    timer_commands: Counter
 
 
 _REGISTRY = CollectorRegistry(auto_describe=True)
@@ -88,12 +89,21 @@ def instruments() -> Instruments:
         delivery_failures=Counter(
             f"{PREFIX}_delivery_failures", "Failed attempts to deliver an event to an "
             "integration, by integration", ("integration",), registry=_REGISTRY),
+        timer_commands=Counter(
+            f"{PREFIX}_timer_commands", "Commands the service issued itself at a deadline "
+            "(auto-resolve, maintenance start and end), by kind", ("kind",),
+            registry=_REGISTRY),
     )
 
 
 def delivery_failed(integration: str) -> None:
     """For deliverers: one failed attempt to deliver to `integration`."""
     instruments().delivery_failures.labels(integration=integration).inc()
+
+
+def timer_fired(kind: str) -> None:
+    """For the timers: one command recorded at a deadline of this kind."""
+    instruments().timer_commands.labels(kind=kind).inc()
 
 
 def events_stored(types: Iterable[str]) -> None:

@@ -28,6 +28,7 @@ from infra.follower_worker import Follower
 from infra.followers import Followers
 from projections.base import Cursor, Projection
 from projections.feed_items import FeedItems
+from projections.incident_deadlines import IncidentDeadlines
 from projections.incident_lifecycle import IncidentLifecycle
 from projections.incident_list import IncidentList
 from projections.incident_periods import IncidentPeriods
@@ -42,6 +43,7 @@ PROJECTIONS: tuple[type[Projection], ...] = (
     IncidentList, IncidentUpdates, IncidentSummary, FeedItems, IncidentLifecycle,
     IncidentPostmortems,
     IncidentPeriods,
+    IncidentDeadlines,
 )
 TRACKING = READ_MODELS
 ANALYZE_EVERY = 20_000

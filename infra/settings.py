@@ -136,7 +136,10 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
     incident_rss_enabled: bool = True
     incident_max_updates: int = Field(default=100, ge=1, le=100_000)
-    incident_auto_resolve_hours: int = Field(default=72, ge=0)
+    # An active incident unchanged this long is resolved by the service (0: never);
+    # decimals allowed (0.001 is 3.6 s).
+    incident_auto_resolve_hours: float = Field(default=72.0, ge=0, le=24 * 366 * 10,
+                                               allow_inf_nan=False)
     # Response targets by severity (`critical=5m,high=30m`; those left out keep the
     # product's), and how long an active incident may go without a public update.
     response_targets: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.auth import AnyCaller
-from api.deps import Log, NatsRelay
+from api.deps import DeadlineTimers, Log, NatsRelay
 from domain.visibility import Audience
 
 router = APIRouter(tags=["health"])
@@ -25,10 +25,13 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-def readyz(caller: AnyCaller, event_log: Log, relay: NatsRelay) -> JSONResponse:
+def readyz(caller: AnyCaller, event_log: Log, relay: NatsRelay,
+           timers: DeadlineTimers) -> JSONResponse:
     """Ready when the event store answers. The NATS relay's state (broker, lag) is
     reported, never waited for: an outage of NATS delays publishing only. A reader token
-    also sees the store's head (`store_position`) and the relay's position."""
+    also sees the store's head (`store_position`) and the relay's position. `timers` says
+    whether this process acts on deadlines (`active`), another does (`standby`), or none
+    runs here (`off`)."""
     try:
         position = event_log.last_position()
     except Exception as error:  # any failure of the store means not ready
@@ -41,6 +44,8 @@ def readyz(caller: AnyCaller, event_log: Log, relay: NatsRelay) -> JSONResponse:
     reader = caller.audience is Audience.READER
     if reader:
         body["store_position"] = position
+    timing = timers.state()
+    body["timers"] = timing if reader else {"state": timing["state"]}
     if relay is not None:
         status = relay.status().as_dict()
         body["relay"] = status if reader else {
