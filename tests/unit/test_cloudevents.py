@@ -61,6 +61,8 @@ def test_the_stored_document_is_a_valid_cloudevent_with_the_product_schema() -> 
         "affected_services": ["database", "api"],
         "affected_regions": ["eu-west-1"],
         "start_time": "2024-01-01T12:00:00Z",
+        "scheduled_start": None,
+        "scheduled_end": None,
         "public_message": "",
         "internal_notes": "pool exhausted",
         "is_public": True,

@@ -14,7 +14,7 @@ from domain.errors import (
     UpdateLimitReached,
 )
 from domain.incident import Incident
-from domain.values import ACTIVE_STATUSES, Status, may_move
+from domain.values import ACTIVE_STATUSES, IncidentType, Status, may_move
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 ACTIVE = sorted(ACTIVE_STATUSES)
@@ -23,13 +23,21 @@ ALLOWED = (
     | {(a, Status.RESOLVED) for a in ACTIVE}
     | {(Status.RESOLVED, b) for b in [*ACTIVE, Status.POST_INCIDENT, Status.RESOLVED]}
     | {(Status.POST_INCIDENT, Status.POST_INCIDENT)}
+    | {(Status.SCHEDULED, b) for b in [*ACTIVE, Status.RESOLVED, Status.SCHEDULED]}
 )
 
 
 def an_incident(status: Status = Status.INVESTIGATING) -> Incident:
     """An incident brought to `status` through the lifecycle, its events collected."""
-    incident = Incident.declare(incident_id="incident-test", at=T0, title="Database down")
+    if status is Status.SCHEDULED:
+        incident = Incident.declare(
+            incident_id="incident-test", at=T0, title="Database upgrade",
+            incident_type=IncidentType.MAINTENANCE, scheduled_start=T0 + timedelta(hours=1),
+            scheduled_end=T0 + timedelta(hours=2))
+    else:
+        incident = Incident.declare(incident_id="incident-test", at=T0, title="Database down")
     path = {
+        Status.SCHEDULED: [],
         Status.INVESTIGATING: [],
         Status.IDENTIFIED: [Status.IDENTIFIED],
         Status.MONITORING: [Status.MONITORING],
@@ -194,3 +202,19 @@ def test_replaying_the_events_rebuilds_the_same_state() -> None:
     for event in events:
         replayed = event.mutate(replayed)
     assert replayed == incident
+
+
+def test_a_maintenance_declared_before_its_window_is_scheduled_and_may_be_cancelled() -> None:
+    incident = an_incident(Status.SCHEDULED)
+    incident.add_update(at=T0, max_updates=100, status=Status.RESOLVED,
+                        public_message="Cancelled")
+    assert [type(e) for e in incident.collect_events()] == [Incident.UpdateAdded,
+                                                           Incident.Resolved]
+
+
+def test_a_maintenance_declared_within_its_window_is_not_scheduled() -> None:
+    incident = Incident.declare(
+        incident_id="incident-1", at=T0, title="Database upgrade",
+        incident_type=IncidentType.MAINTENANCE, scheduled_start=T0 - timedelta(minutes=1),
+        scheduled_end=T0 + timedelta(hours=1))
+    assert incident.status is Status.INVESTIGATING

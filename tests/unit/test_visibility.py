@@ -106,7 +106,8 @@ def test_the_events_carry_the_declared_fields() -> None:
     carried = {f.name for f in dataclasses.fields(Incident.Created)} - _ENVELOPE
     assert carried == {f.name for f in DECLARED_FIELDS} | {"request_key"}
     for field in DECLARED_FIELDS:
-        assert hints[field.name] == field.kind, field.name
+        kind = field.kind | None if field.nullable else field.kind
+        assert hints[field.name] == kind, field.name
     hints = typing.get_type_hints(Incident.UpdateAdded)
     carried = {f.name for f in dataclasses.fields(Incident.UpdateAdded)} - _ENVELOPE
     assert carried == {f.name for f in UPDATE_FIELDS} - {"created_at"} | {"request_key"}
