@@ -39,6 +39,7 @@ GENERAL_TITLE = f"{PRODUCT} - Incident Updates"
 GENERAL_DESCRIPTION = "Real-time updates on product outages and incidents"
 LANGUAGE = "en-US"
 STATUS_LABELS = {
+    "scheduled": "Scheduled maintenance",
     "investigating": "Investigating",
     "identified": "Identified",
     "monitoring": "Monitoring",
@@ -158,6 +159,14 @@ def incident_items(base_url: str, incident: FeedIncident) -> list[Item]:
     return [item] if postmortem is None else [item, postmortem]
 
 
+def with_window(summary: str, incident: FeedIncident) -> str:
+    """The summary of a maintenance with a window says when it is."""
+    if incident.scheduled_start is None or incident.scheduled_end is None:
+        return summary
+    return (f"{summary}\nMaintenance window: {rfc3339(incident.scheduled_start)} to "
+            f"{rfc3339(incident.scheduled_end)}")
+
+
 def incident_item(base_url: str, incident: FeedIncident) -> Item:
     """An incident as one item of a general feed: it changes as the incident does."""
     link = incident_url(base_url, incident.id)
@@ -167,7 +176,8 @@ def incident_item(base_url: str, incident: FeedIncident) -> Item:
         title=titled(incident.title, status_label(incident.status)),
         link=link, guid=link, guid_is_permalink=True,
         atom_id=atom_id(f"incident/{incident.id}"),
-        summary=summary, published=incident.created_at, updated=incident.last_public_change,
+        summary=with_window(summary, incident), published=incident.created_at,
+        updated=incident.last_public_change,
         incident_type=incident.incident_type, status=incident.status,
         severity=incident.severity, services=incident.affected_services,
     )
@@ -183,6 +193,8 @@ def entry_item(base_url: str, incident: FeedIncident, entry: FeedEntry) -> Item:
         summary = incident.description or label
     else:
         summary = f"Status: {label}"
+    if entry.number == 0:
+        summary = with_window(summary, incident)
     link = f"{incident_url(base_url, incident.id)}#update-{entry.number}"
     return Item(
         title=titled(incident.title, label),

@@ -254,6 +254,11 @@ class ServiceState(_Answer):
                                    "service's active incidents")
 
 
+class MaintenanceCounts(_Answer):
+    scheduled: int = Field(description="maintenance declared before its window, waiting")
+    in_progress: int = Field(description="active incidents of type maintenance")
+
+
 class Summary(_Answer):
     """Counts for the summary cards: of public incidents without a token, of all with a
     reader token (deleted incidents never count)."""
@@ -265,6 +270,7 @@ class Summary(_Answer):
     by_severity: dict[str, int]
     active_by_severity: dict[str, int]
     by_type: dict[str, int]
+    maintenance: MaintenanceCounts
     services: list[ServiceState]
 
 

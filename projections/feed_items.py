@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from domain.fields import INCIDENT, INCIDENT_FIELDS
+from domain.fields import INCIDENT, INCIDENT_FIELDS, WINDOW_FIELDS
 from domain.incident import Incident
 from domain.visibility import IN_FEEDS, POSTMORTEM_VISIBLE, Audience, shows, visible_fields
 from projections.base import (
@@ -35,7 +35,8 @@ from projections.columns import to_column
 NEVER_IN_FEEDS = 0  # the `last_public_change` and `position` of an incident never shown
 COLUMNS = ("id", "created_position", "title", "description", "status", "severity",
            "incident_type", "affected_services", "public_message", "is_public", "rss_enabled",
-           "deleted", "created_at", "last_public_change", "position")
+           "deleted", "created_at", "last_public_change", "position", "scheduled_start",
+           "scheduled_end")
 # The details whose change the feeds show: the public ones (`domain.visibility`) this
 # table holds. A change of anything else (internal notes) is not a public change.
 _PUBLIC_DETAILS = frozenset(f.name for f in visible_fields(INCIDENT_FIELDS, Audience.PUBLIC)
@@ -77,7 +78,9 @@ class FeedItems(Projection):
                 deleted BOOLEAN NOT NULL,
                 created_at BIGINT NOT NULL,
                 last_public_change BIGINT NOT NULL,
-                position BIGINT NOT NULL
+                position BIGINT NOT NULL,
+                scheduled_start BIGINT,
+                scheduled_end BIGINT
             )""",
             f"CREATE INDEX IF NOT EXISTS {incidents}_recent ON {incidents} "
             f"(last_public_change, id)",
@@ -112,6 +115,7 @@ class FeedItems(Projection):
             "rss_enabled": event.rss_enabled, "deleted": False, "created_at": at,
             "last_public_change": at if shown else NEVER_IN_FEEDS,
             "position": position if shown else NEVER_IN_FEEDS,
+            **{name: to_column(INCIDENT[name], getattr(event, name)) for name in WINDOW_FIELDS},
         })
         self.entries.add(event.originator_id, 0, event.status.value, event.public_message, at,
                          position)

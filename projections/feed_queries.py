@@ -24,7 +24,8 @@ MAX_ENTRIES = 100  # per-incident feeds show at most the newest 100 entries
 _POSTMORTEM_COLUMNS = ("postmortem", "postmortem_published_at", "postmortem_updated_at")
 _INCIDENT_COLUMNS = ("id", "title", "description", "status", "severity", "incident_type",
                      "affected_services", "public_message", "created_at",
-                     "last_public_change", "position", *_POSTMORTEM_COLUMNS)
+                     "last_public_change", "position", "scheduled_start", "scheduled_end",
+                     *_POSTMORTEM_COLUMNS)
 # An incident's row with its published postmortem, if any (`f` and `p`).
 _INCIDENT_SELECT = ", ".join(
     [f"f.{c}" for c in _INCIDENT_COLUMNS if c not in _POSTMORTEM_COLUMNS]
@@ -58,6 +59,8 @@ class FeedIncident:
     created_at: int  # microseconds since the epoch
     last_public_change: int
     position: int
+    scheduled_start: int | None = None  # a maintenance window, microseconds
+    scheduled_end: int | None = None
     postmortem: FeedPostmortem | None = None
 
 
@@ -101,6 +104,7 @@ def _incident(row: dict[str, Any]) -> FeedIncident:
         affected_services=tuple(load_list(row["affected_services"])),
         public_message=str(row["public_message"]), created_at=int(row["created_at"]),
         last_public_change=int(row["last_public_change"]), position=int(row["position"]),
+        scheduled_start=row["scheduled_start"], scheduled_end=row["scheduled_end"],
         postmortem=None if row["postmortem"] is None else FeedPostmortem(
             str(row["postmortem"]), int(row["postmortem_published_at"]),
             int(row["postmortem_updated_at"])),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from domain.incident import Incident
-from domain.values import Severity, Status
+from domain.values import IncidentType, Severity, Status
 from domain.visibility import VISIBLE, Audience, shows
 from projections.base import Cursor, Projection, dump_list, handles, load_list
 from projections.columns import select
@@ -51,6 +51,10 @@ class Counted:
                               service + SERVICE_SEPARATOR + self.severity))
             if active:
                 keys.add((scope, "active_severity", self.severity))
+            if self.status == Status.SCHEDULED.value:
+                keys.add((scope, "maintenance", "scheduled"))
+            elif active and self.incident_type == IncidentType.MAINTENANCE.value:
+                keys.add((scope, "maintenance", "in_progress"))
         return keys
 
 

@@ -283,6 +283,8 @@ class IncidentQueries:
             "active_by_severity": {s.value: counts.get("active_severity", {}).get(s.value, 0)
                                    for s in Severity},
             "by_type": {t.value: counts.get("type", {}).get(t.value, 0) for t in IncidentType},
+            "maintenance": {k: counts.get("maintenance", {}).get(k, 0)
+                            for k in ("scheduled", "in_progress")},
             "services": [{"name": name, "state": worst.get(name, "operational")}
                          for name in services],
         }

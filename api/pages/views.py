@@ -12,6 +12,7 @@ from projections.service_queries import Day
 
 ACTIVE = tuple(s.value for s in Status if s in ACTIVE_STATUSES)
 CLOSED = (Status.RESOLVED.value, Status.POST_INCIDENT.value)
+SCHEDULED = (Status.SCHEDULED.value,)
 _MAJOR = (Severity.CRITICAL.value, Severity.HIGH.value)
 _LIMITS = (10, 20, 50, 100)
 
@@ -26,6 +27,12 @@ def overall_state(summary: Mapping[str, Any]) -> tuple[str, str]:
     if summary["active"]:
         return "degraded", "Some systems are degraded"
     return "operational", "All systems operational"
+
+
+def in_window(incident: Mapping[str, Any]) -> bool:
+    """Whether an active incident is a maintenance within its window (in progress)."""
+    return incident["incident_type"] == IncidentType.MAINTENANCE.value \
+        and incident.get("scheduled_start") is not None
 
 
 HISTORY_PAGE = 20

@@ -22,7 +22,15 @@ from api.deps import Clock, Queries, Reports, ServiceReads, is_incident_id
 from api.pages.filters import DashboardFilters, incident_table
 from api.pages.reports import ReportFormFilters, report_page
 from api.pages.templating import HEADERS, not_found, render
-from api.pages.views import ACTIVE, CLOSED, HISTORY_PAGE, by_month, overall_state
+from api.pages.views import (
+    ACTIVE,
+    CLOSED,
+    HISTORY_PAGE,
+    SCHEDULED,
+    by_month,
+    in_window,
+    overall_state,
+)
 from domain.visibility import Audience
 from projections.queries import ListFilters
 from projections.service_queries import BadHistoryCursor
@@ -40,11 +48,16 @@ def status_page(queries: Queries, reads: ServiceReads, clock: Clock, _: Consiste
     public = Audience.PUBLIC
     active = queries.list_incidents(ListFilters(status=ACTIVE), audience=public, limit=50).items
     closed = queries.list_incidents(ListFilters(status=CLOSED), audience=public, limit=5).items
+    upcoming = queries.list_incidents(ListFilters(status=SCHEDULED), audience=public,
+                                      limit=50).items
     updates = queries.updates_of([i["id"] for i in active], audience=public)
     summary = queries.summary(audience=public)
     bars = reads.bars(audience=public, days=BAR_DAYS, now=clock())
+    in_progress = [i for i in active if in_window(i)]
     return render("status.html", summary=summary, state=overall_state(summary),
-                  active=active, closed=closed, updates=updates, bars=bars)
+                  active=[i for i in active if not in_window(i)], closed=closed,
+                  updates=updates, bars=bars, in_progress=in_progress,
+                  upcoming=sorted(upcoming, key=lambda i: (i["scheduled_start"], i["id"])))
 
 
 @router.get("/history", response_class=HTMLResponse)

@@ -24,7 +24,8 @@ from infra.integrations.occurrences import IncidentRecord, Occurrence
 
 JSON = "application/json"
 CLOUDEVENTS_JSON = "application/cloudevents+json"
-STATUS_LABELS = {Status.INVESTIGATING: "Investigating", Status.IDENTIFIED: "Identified",
+STATUS_LABELS = {Status.SCHEDULED: "Scheduled", Status.INVESTIGATING: "Investigating",
+                 Status.IDENTIFIED: "Identified",
                  Status.MONITORING: "Monitoring", Status.RESOLVED: "Resolved",
                  Status.POST_INCIDENT: "Post-incident"}
 PAGERDUTY_SEVERITY = {Severity.CRITICAL: "critical", Severity.HIGH: "error",
@@ -113,11 +114,14 @@ def slack(occurrence: Occurrence, base_url: str) -> Message:
 
 def pagerduty_action(occurrence: Occurrence) -> str | None:
     """Declared or reopened: trigger; moved to identified or monitoring: acknowledge;
-    resolved or deleted: resolve; anything else sends nothing."""
+    resolved or deleted: resolve; anything else sends nothing. Scheduled maintenance pages
+    no one: neither when declared nor when it starts."""
     event = occurrence.event
     if isinstance(event, Incident.Created):
-        return "trigger"
+        return None if event.status is Status.SCHEDULED else "trigger"
     if isinstance(event, Incident.UpdateAdded):
+        if event.previous_status is Status.SCHEDULED:
+            return None
         if reopens(event.previous_status, event.status):
             return "trigger"
         if event.status in (Status.IDENTIFIED, Status.MONITORING) \
