@@ -105,6 +105,8 @@
     if (el.type === "checkbox") return el.checked;
     if (el.tagName === "SELECT" && el.multiple) return [...el.selectedOptions].map((o) => o.value);
     if ("list" in el.dataset) return el.value.split(",").map((s) => s.trim()).filter(Boolean);
+    // A datetime-local input of the dashboard's UTC times, as RFC 3339.
+    if ("utc" in el.dataset && el.value) return el.value + (el.value.length === 16 ? ":00Z" : "Z");
     if ("json" in el.dataset && el.value.trim() !== "") {
       try { return JSON.parse(el.value); } catch (_) { return el.value; }
     }

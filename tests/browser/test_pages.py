@@ -241,3 +241,36 @@ def test_a_writer_declares_changes_resolves_and_deletes_through_the_forms(
     delete.get_by_role("button", name="Delete incident").click()
     page.wait_for_url("**/dashboard")
     assert api.get(f"/api/v1/incidents/{incident_id}").status_code == 404
+
+
+def test_a_writer_schedules_maintenance_in_utc_and_the_status_page_shows_it(
+    api: httpx.Client, page: Page
+) -> None:
+    sign_in(page, "writer", "/dashboard/new")
+    title = unique("Database upgrade")
+    page.get_by_label("Title").fill(title)
+    page.get_by_label("Type").select_option("maintenance")
+    page.get_by_label("Maintenance window start (UTC)").fill("2099-03-29T01:30")
+    page.get_by_label("Maintenance window end (UTC)").fill("2099-03-29T00:30")  # before it
+    page.get_by_role("button", name="Declare incident").click()
+    expect(page.locator('[data-error-for="scheduled_end"]')).to_contain_text("after")
+    page.get_by_label("Maintenance window end (UTC)").fill("2099-03-29T03:30")
+    page.get_by_role("button", name="Declare incident").click()
+    page.wait_for_url("**/dashboard/incidents/incident-*")
+    incident_id = page.url.rsplit("/", 1)[1]
+    body = api.get(f"/api/v1/incidents/{incident_id}").json()
+    assert (body["status"], body["scheduled_start"], body["scheduled_end"]) == (
+        "scheduled", "2099-03-29T01:30:00Z", "2099-03-29T03:30:00Z")
+
+    details = page.locator("#incident-form")  # moved while scheduled
+    details.get_by_label("Maintenance window start (UTC)").fill("2099-03-29T02:00")
+    details.get_by_role("button", name="Save details").click()
+    expect(page.locator(".facts")).to_contain_text("2099-03-29 02:00 UTC")
+    assert api.get(f"/api/v1/incidents/{incident_id}").json()["scheduled_start"] == \
+        "2099-03-29T02:00:00Z"
+
+    page.goto("/")
+    section = page.get_by_role("region", name="Scheduled maintenance")
+    expect(section).to_contain_text(title)
+    expect(section).to_contain_text("2099-03-29 02:00 UTC")
+    expect(page.get_by_role("region", name="Active incidents")).not_to_contain_text(title)
