@@ -41,6 +41,10 @@ def story(api: httpx.Client) -> None:
     create(title="Scheduled database maintenance", severity="low",
            incident_type="maintenance", affected_services=["reporting"], start_time=_at(3),
            public_message="Reports may be delayed during maintenance.")
+    create(title="Network upgrade in eu-west", severity="low", incident_type="maintenance",
+           affected_services=["api"], affected_regions=["eu-west"],
+           scheduled_start=_at(-20), scheduled_end=_at(-22),
+           public_message="Brief connection resets are expected during the window.")
     api_down = create(
         title="API errors in us-east", severity="high", incident_type="outage",
         affected_services=["api", "webhooks"], affected_regions=["us-east"], start_time=_at(1),
@@ -69,7 +73,7 @@ def test_screenshots_of_the_status_page_and_the_dashboard(
             page.screenshot(path=folder / f"status-{name}.png", full_page=True)
 
             sign_in(page, "writer")
-            expect(page.locator("table.incidents tbody tr")).to_have_count(4)
+            expect(page.locator("table.incidents tbody tr")).to_have_count(5)
             expect(page.locator("[data-live-status]")).to_contain_text("Live")
             page.screenshot(path=folder / f"dashboard-{name}.png", full_page=True)
 
