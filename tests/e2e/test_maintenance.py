@@ -144,3 +144,12 @@ def test_upcoming_and_in_progress_maintenance_are_listed_counted_shown_and_fed(
         assert "Scheduled maintenance" in body
         assert f"Maintenance window: {at(0)} to {at(2)}" in body
         assert "Secret upgrade" not in body
+
+
+def test_the_services_own_request_keys_are_refused(http: httpx.Client) -> None:
+    incident = declare(http).json()
+    answer = http.post(f"/api/v1/incidents/{incident['id']}/updates",
+                       headers={**WRITER, "Idempotency-Key": "system:auto_resolve:v2"},
+                       json={"status": "resolved"})
+    assert answer.status_code == 400
+    assert http.get(f"/api/v1/incidents/{incident['id']}").json()["status"] == "investigating"

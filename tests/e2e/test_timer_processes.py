@@ -46,6 +46,12 @@ def events(url: str, kind: str) -> list[dict[str, Any]]:
     return found
 
 
+def metric(url: str, name: str) -> float:
+    text = httpx.get(f"{url}/metrics", headers=READER).text
+    found = [line.rsplit(" ", 1)[1] for line in text.splitlines() if line.startswith(name)]
+    return float(found[0]) if found else 0.0
+
+
 def wait_resolved(url: str, ids: list[str], processes: list[ServeProcess],
                   within: float = 180) -> list[dict[str, Any]]:
     deadline = time.monotonic() + within
@@ -75,6 +81,9 @@ def test_two_processes_resolve_each_idle_incident_once_and_a_later_one_catches_u
         assert {(e["actor"], e["data"]["author"], e["data"]["update_type"])
                 for e in updates} == {("system", "system", "resolution")}
         assert all("automatically" in e["data"]["public_message"] for e in updates)
+        fired = sum(metric(p.url, 'product_status_timer_commands_total{kind="auto_resolve"}')
+                    for p in both)
+        assert fired == 50
         states = sorted(httpx.get(f"{p.url}/readyz").json()["timers"]["state"] for p in both)
         assert states == ["active", "standby"]
     finally:

@@ -15,6 +15,7 @@ from domain.errors import WindowRefused
 from domain.incident import Incident
 from domain.values import IncidentType, Status, UpdateType
 from infra.bootstrap import Services, bootstrap
+from infra.settings import SettingsError, load_settings
 from infra.timers import MAINTENANCE_COMPLETED, MAINTENANCE_STARTED, Timers
 from tests.conftest import make_settings
 
@@ -280,3 +281,14 @@ def test_a_humans_move_first_wins(maintenance: Services, clock: Clock) -> None:
 def test_windows_that_cannot_be_are_refused(maintenance: Services, details: Any) -> None:
     with pytest.raises(WindowRefused):
         declare(maintenance, **details)
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "soon"])
+def test_a_bad_auto_resolve_setting_is_refused_naming_it(value: str) -> None:
+    with pytest.raises(SettingsError, match="INCIDENT_AUTO_RESOLVE_HOURS"):
+        load_settings({"INCIDENT_AUTO_RESOLVE_HOURS": value})
+
+
+def test_the_auto_resolve_setting_takes_decimals() -> None:
+    assert load_settings({"INCIDENT_AUTO_RESOLVE_HOURS": "0.001"}) \
+        .incident_auto_resolve_hours == 0.001
