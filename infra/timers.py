@@ -41,6 +41,7 @@ from projections.incident_deadlines import (
 log = logging.getLogger("product_status.timers")
 
 NAME = "timers"
+BATCH = 500  # deadlines acted on between two looks at the read model
 SYSTEM_KEY_PREFIX = "system:"  # of the service's own request keys (clients' are refused)
 MAINTENANCE_STARTED = "Maintenance in progress"
 MAINTENANCE_COMPLETED = "Maintenance completed"
@@ -107,7 +108,7 @@ class Timers:
         while True:
             due = [d for d in due_deadlines(self.database, self.clock(),
                                             self.auto_resolve_hours)
-                   if (d.incident_id, d.version) not in self._acted]
+                   if (d.incident_id, d.version) not in self._acted][:BATCH]
             if not due:
                 return recorded
             for deadline in due:

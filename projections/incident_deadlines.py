@@ -121,10 +121,10 @@ def _micros(value: datetime | None) -> int | None:
     return None if value is None else micros(value)
 
 
-def due_deadlines(store: ReadStore, now: datetime, auto_resolve_hours: float,
-                  limit: int = 500) -> list[Deadline]:
-    """What is due at `now`, oldest first (at most `limit`): a maintenance step, or an
-    auto-resolve (when `auto_resolve_hours` is not 0), whichever comes first for each."""
+def due_deadlines(store: ReadStore, now: datetime,
+                  auto_resolve_hours: float) -> list[Deadline]:
+    """What is due at `now`, oldest first: a maintenance step, or an auto-resolve (when
+    `auto_resolve_hours` is not 0), whichever comes first for each incident."""
     at = micros(now)
     idle_limit = at - round(auto_resolve_hours * 3_600_000_000) if auto_resolve_hours else None
     table = IncidentDeadlines.tables[0]
@@ -146,4 +146,4 @@ def due_deadlines(store: ReadStore, now: datetime, auto_resolve_hours: float,
         due, kind = min(options)
         found.append(Deadline(incident_id, int(version), kind, moment(due)))
     found.sort(key=lambda d: (d.due, d.incident_id))
-    return found[:limit]
+    return found
