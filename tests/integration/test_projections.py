@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from infra.rebuild import rebuild
 from infra.settings import Settings
 from tests.processes import start_follower_process
 
+T0 = datetime(2099, 1, 1, tzinfo=UTC)
 CLI = str(Path(sys.executable).parent / "product-status")
 SEVERITIES = list(Severity)
 TYPES = list(IncidentType)
@@ -52,6 +54,14 @@ def write_history(commands: IncidentCommands, count: int, start: int = 0) -> Non
                                                "affected_services": ("svc-x", "svc-y")})
         if i % 11 == 0:
             commands.delete(incident)
+        if i % 8 == 0:  # a maintenance: scheduled, moved, started (or cancelled)
+            planned = commands.create(NewIncident(
+                title=f"maintenance {i}", incident_type=IncidentType.MAINTENANCE,
+                scheduled_start=T0 + timedelta(days=i + 1),
+                scheduled_end=T0 + timedelta(days=i + 2))).incident_id
+            commands.change_details(planned, {"scheduled_end": T0 + timedelta(days=i + 3)})
+            commands.add_update(planned, NewUpdate(
+                status=Status.MONITORING if i % 16 else Status.RESOLVED))
 
 
 def snapshot(services: Services) -> dict[str, list[tuple[Any, ...]]]:
