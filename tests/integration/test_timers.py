@@ -217,15 +217,17 @@ def test_a_long_maintenance_is_not_auto_resolved(database_url: str, clock: Clock
         assert system_updates(services, incident)[-1].public_message == MAINTENANCE_COMPLETED
 
 
-def test_cancelled_maintenance_is_left_alone(maintenance: Services, clock: Clock) -> None:
-    incident = schedule(maintenance)
+def test_cancelled_and_deleted_maintenance_is_left_alone(maintenance: Services,
+                                                         clock: Clock) -> None:
+    incident, deleted = schedule(maintenance), schedule(maintenance)
+    maintenance.commands.delete(deleted, actor="alice")
     maintenance.commands.add_update(incident, NewUpdate(status=Status.RESOLVED,
                                                         public_message="Cancelled"),
                                     actor="alice")
     assert status(maintenance, incident) is Status.RESOLVED
     clock.move_to(hours=5)
     assert tick(maintenance) == 0
-    assert system_updates(maintenance, incident) == []
+    assert system_updates(maintenance, incident) == system_updates(maintenance, deleted) == []
 
 
 def test_a_moved_window_moves_the_deadlines(maintenance: Services, clock: Clock) -> None:
