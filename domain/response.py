@@ -63,6 +63,8 @@ class ResponsePolicy:
         overdue, as they stand at `now`."""
         return ResponseFacts(
             due_at=self.due_at(declared_at, severity),
-            breached=self.met(declared_at, severity, acknowledged_at, now) is False,
+            # A scheduled maintenance waits for its window, not for a response.
+            breached=Status(status) is not Status.SCHEDULED
+            and self.met(declared_at, severity, acknowledged_at, now) is False,
             update_overdue=Status(status).is_active and now - public_update_at > self.reminder,
         )

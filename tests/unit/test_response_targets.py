@@ -95,3 +95,4 @@ def test_the_response_is_judged_at_the_moment_asked() -> None:
         == (False, False)
     assert facts(T0 + 31 * minute, acknowledged=T0 + minute, status=Status.RESOLVED) \
         == (False, False)
+    assert facts(T0 + 31 * minute, status=Status.SCHEDULED) == (False, False)
