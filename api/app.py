@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import problems
+from api.answer_cache import ServeKept
 from api.answers import document_answers
 from api.consistency import ExpireStaleCookie
 from api.limits import BodySizeLimit
@@ -15,6 +16,7 @@ from api.observability import Observed
 from api.routes import (
     alertmanager,
     audit,
+    badges,
     events,
     feeds,
     health,
@@ -45,6 +47,7 @@ def create_app(services: Services) -> FastAPI:
     problems.install(app)
     app.add_middleware(BodySizeLimit)
     app.add_middleware(ExpireStaleCookie)
+    app.add_middleware(ServeKept)  # a crowd's anonymous reads, answered from memory
     app.add_middleware(Observed)  # the outermost: it sees every answer, and times it
     app.include_router(health.router)
     app.include_router(metrics.router)
@@ -53,6 +56,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(queries.router)
     app.include_router(status_reads.router)
     app.include_router(feeds.router)
+    app.include_router(badges.router)
     app.include_router(incidents.router)
     app.include_router(postmortems.router)
     app.include_router(stream.router)

@@ -32,6 +32,8 @@ POSITION_COOKIE = "store_position"
 _COOKIE_ATTRIBUTES = "Path=/; HttpOnly; SameSite=Lax"
 # Set in the request's state when its cookie named a position the store never wrote.
 _STALE_COOKIE = "stale_position_cookie"
+# Set in the request's state: the store position its answer must reflect at least.
+READ_TARGET = "read_target"
 
 
 def parse_position(text: str, name: str) -> int:
@@ -53,16 +55,25 @@ async def read_after_writes(
     remembered = parse_position(cookie, POSITION_COOKIE) if cookie else 0
     barrier: ReadBarrier = request.app.state.services.barrier
     target = max([*named, remembered, barrier.last_written])
+    setattr(request.state, READ_TARGET, target)
     if barrier.has_reached(target):
         return  # the usual case: no waiting, no thread
     head = await anyio.to_thread.run_sync(barrier.store_head)
     if remembered > head:  # a cookie of another store: ignored, and expired
         setattr(request.state, _STALE_COOKIE, True)
         target = max([*named, barrier.last_written])
+        setattr(request.state, READ_TARGET, target)
     if target > head:
         # The store's head is not told: it would count everyone's writes, private ones too.
         raise Problem(400, f"store position {target} has not been written")
     await anyio.to_thread.run_sync(wait_for_read_tables, barrier, target)
+
+
+def read_target(request: Request) -> int:
+    """The store position the answer to `request` must reflect at least (0 before
+    `read_after_writes` ran)."""
+    found: int = getattr(request.state, READ_TARGET, 0)
+    return found
 
 
 def wait_for_read_tables(barrier: ReadBarrier, position: int) -> None:

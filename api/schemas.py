@@ -274,6 +274,46 @@ class Summary(_Answer):
     services: list[ServiceState]
 
 
+class JsonFeedIncident(_Answer):
+    """The `_incident` extension of a JSON Feed item."""
+
+    status: str
+    severity: str
+    incident_type: str
+    services: list[str]
+
+
+class JsonFeedItem(_Answer):
+    """One public incident, as the RSS feed's item."""
+
+    id: str = Field(description="the incident's page (the RSS guid)")
+    url: str
+    title: str
+    content_text: str
+    content_html: str | None = Field(None, description="a postmortem's HTML")
+    date_published: AwareDatetime
+    date_modified: AwareDatetime = Field(description="its last public change")
+    tags: list[str]
+    incident: JsonFeedIncident = Field(alias="_incident")
+
+
+class JsonFeedAuthor(_Answer):
+    name: str
+
+
+class JsonFeed(_Answer):
+    """A JSON Feed 1.1 document (https://www.jsonfeed.org/version/1.1/)."""
+
+    version: str = Field(description="`https://jsonfeed.org/version/1.1`")
+    title: str
+    home_page_url: str
+    feed_url: str
+    description: str
+    language: str
+    authors: list[JsonFeedAuthor]
+    items: list[JsonFeedItem]
+
+
 class CloudEventDocument(BaseModel):
     """A stored CloudEvents 1.0 document. Without a reader token it carries no extension
     attributes and `data` holds no internal fields (`internal_notes`, an update's

@@ -31,8 +31,11 @@ def free_port() -> int:
         return port
 
 
-def serve_on_loopback(app: Any, port: int, close: Callable[[], None]) -> None:
-    """Serves `app` with uvicorn on LOOPBACK:port until SIGTERM/SIGINT, then `close()`."""
+def serve_on_loopback(app: Any, port: int, close: Callable[[], None], *,
+                      reuse_port: bool = False) -> None:
+    """Serves `app` with uvicorn on LOOPBACK:port until SIGTERM/SIGINT, then `close()`.
+    `reuse_port`: several processes listen on the port (SO_REUSEPORT), and the kernel
+    spreads the connections over them."""
     import uvicorn
 
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted connections only
@@ -41,6 +44,8 @@ def serve_on_loopback(app: Any, port: int, close: Callable[[], None]) -> None:
     # and every request on a keep-alive connection waits ~40 ms.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((LOOPBACK, port))
     # The same uvicorn setup as tests/conftest.py's LiveServer, for every app.
     config = uvicorn.Config(app, log_level="warning", lifespan="on")

@@ -242,14 +242,16 @@ class Loaded:
     catch_up_applied: int = 0
 
 
-def build_incident(number: int, count: int, rng: random.Random, base: datetime) -> Built:
-    """One incident with a plausible history, built in memory (not yet saved)."""
+def build_incident(number: int, count: int, rng: random.Random, base: datetime,
+                   names: Sequence[str] = SERVICES) -> Built:
+    """One incident with a plausible history, built in memory (not yet saved), affecting
+    one to three of `names`."""
     from domain.incident import Incident
     from domain.values import ACTIVE_STATUSES, IncidentType, Severity, Status, UpdateType
 
     active = sorted(ACTIVE_STATUSES)
     at = base + timedelta(days=180) * (number / count)
-    services = tuple(rng.sample(SERVICES, rng.choice((1, 1, 2, 3))))
+    services = tuple(rng.sample(names, rng.choice((1, 1, 2, 3))))
     severity = Severity(rng.choices(list(SEVERITY_WEIGHTS),
                                     weights=list(SEVERITY_WEIGHTS.values()))[0])
     public = rng.random() < 0.9
@@ -302,7 +304,8 @@ def build_incident(number: int, count: int, rng: random.Random, base: datetime) 
     return Built(incident, public, severity.value, incident.status.value, deleted)
 
 
-def load_incidents(services: Any, count: int, batch: int, seed: int) -> Loaded:
+def load_incidents(services: Any, count: int, batch: int, seed: int,
+                   names: Sequence[str] = SERVICES) -> Loaded:
     """Writes ``count`` incidents through ``commands.save(*aggregates)``, ``batch`` at a
     time (one transaction each); then builds the read tables with ``catch_up()``."""
     rng = random.Random(seed)
@@ -310,7 +313,7 @@ def load_incidents(services: Any, count: int, batch: int, seed: int) -> Loaded:
     loaded = Loaded()
     started = last_report = time.perf_counter()
     for first in range(0, count, batch):
-        built = [build_incident(n, count, rng, base)
+        built = [build_incident(n, count, rng, base, names)
                  for n in range(first, min(first + batch, count))]
         for item in built:
             if item.deleted:

@@ -56,6 +56,29 @@ class ReadBarrier:
     def last_written(self) -> int:
         return self._written
 
+    @property
+    def position(self) -> int:
+        """The least position every read model is known to have reached (no I/O)."""
+        return self._reached
+
+    def read(self) -> dict[str, int]:
+        """Reads the position of each read model (one query), and learns from it."""
+        found = self._positions.all()
+        self.reached(found)
+        return {name: found.get(name, 0) for name in self._known}
+
+    def least(self, positions: Mapping[str, int]) -> int:
+        """The least position of the read models in `positions` (as `read` answers)."""
+        return min((positions.get(name, 0) for name in self._known), default=0)
+
+    def look(self) -> None:
+        """`read`, unless another thread is reading them right now (its answer serves)."""
+        if self._looking.acquire(blocking=False):
+            try:
+                self.read()
+            finally:
+                self._looking.release()
+
     def has_reached(self, target: int) -> bool:
         """Whether every projection is known to have reached `target` (no I/O)."""
         return self._reached >= target
@@ -72,11 +95,7 @@ class ReadBarrier:
         deadline = time.monotonic() + timeout
         pause = 0.002
         while True:
-            if self._looking.acquire(blocking=False):
-                try:
-                    self.reached(self._positions.all())
-                finally:
-                    self._looking.release()
+            self.look()
             with self._condition:
                 if self._reached >= target:
                     return True

@@ -14,6 +14,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from api import markdown
+from api.answer_cache import Rendered
 from api.pages import views
 from api.pages.reports import duration, form_date, ratio
 
@@ -23,12 +24,14 @@ ATOM_FEED = "/api/v1/incidents/atom/feed"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
        "object-src 'none'")
-HEADERS = {
+# Every page's headers; the public pages are cached (api/answer_cache.py), the others not.
+SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
 }
+HEADERS = {**SECURITY_HEADERS, "Cache-Control": "no-store"}
+HTML = "text/html; charset=utf-8"
 
 
 def label(value: str) -> str:
@@ -97,6 +100,13 @@ def render(template: str, *, status_code: int = 200, **context: Any) -> HTMLResp
     """A page or a dashboard fragment, with the pages' headers."""
     html = environment().get_template(template).render(**context)
     return HTMLResponse(html, status_code=status_code, headers=HEADERS)
+
+
+def public_page(template: str, *, status_code: int = 200, **context: Any) -> Rendered:
+    """A public page, to be kept and shared (api/answer_cache.py)."""
+    html = environment().get_template(template).render(**context)
+    return Rendered(html.encode(), HTML, status_code=status_code,
+                    headers=tuple(SECURITY_HEADERS.items()))
 
 
 def not_found(what: str, *, dashboard: bool = False) -> HTMLResponse:

@@ -1,5 +1,5 @@
-"""RSS 2.0 and Atom 1.0 feeds of the public incidents, served from the `feed_items` read
-model.
+"""RSS 2.0, Atom 1.0 and JSON Feed 1.1 feeds of the public incidents, served from the
+`feed_items` read model.
 
 Caching: a feed's ETag is a hash of its URL and of the (id, position) of each incident it
 shows, where position is the store position of the incident's last public change. It
@@ -9,32 +9,31 @@ Last-Modified is the time of the newest public change in the read model (an inci
 leaving a feed is such a change too). `If-None-Match` is answered first; only without it
 `If-Modified-Since` is.
 
-Each answer (ETag, document) is kept in memory by URL with the read model's position it
-was read at: a request reads that position (one primary-key read) and, while it has not
-moved, answers from memory; otherwise it reads the feed again (one query; an incident's
-feed one, and one more for its entries when its document changed), and renders the
-document again only if the ETag changed.
+Each answer (ETag, document) is kept with the app's public answers (api/answer_cache.py)
+by URL with the read model's position it was read at: while the read models have not
+moved it is answered from memory (no I/O); otherwise the feed is read again (one query;
+an incident's feed one, and one more for its entries when its document changed), and its
+document rendered again only if the ETag changed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import format_datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field, StringConstraints
 
-from api import feeds_xml
+from api import feeds_xml, schemas
+from api.answer_cache import VARY, Answer, Reading, etag_of, public_answers, self_url
 from api.consistency import Consistent
 from api.deps import IncidentId
-from api.feed_cache import Answer, Answers, Reading, etag_of, not_modified, self_url, settled
+from api.feeds_json import JSON_FEED_TYPE, json_feed
 from api.feeds_xml import ATOM_TYPE, RSS_TYPE, Channel
 from api.problems import Problem
 from infra.bootstrap import Services
 from infra.settings import Settings
-from projections.base import moment
 from projections.feed_queries import MAX_ENTRIES, FeedQueries
 
 router = APIRouter(prefix="/api/v1", tags=["feeds"])
@@ -47,12 +46,10 @@ _CONDITIONAL: dict[int | str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class FeedReader:
-    """What the feeds of one app read with: its settings, the feed queries, and the
-    answers kept in memory."""
+    """What the feeds of one app read with: its settings and the feed queries."""
 
     settings: Settings
     queries: FeedQueries
-    answers: Answers
 
 
 async def feed_reader(request: Request) -> FeedReader:
@@ -63,8 +60,7 @@ async def feed_reader(request: Request) -> FeedReader:
     reader: FeedReader | None = getattr(state, "feed_reader", None)
     if reader is None:
         services: Services = state.services
-        reader = state.feed_reader = FeedReader(
-            services.settings, services.feed_queries, Answers())
+        reader = state.feed_reader = FeedReader(services.settings, services.feed_queries)
     if not reader.settings.incident_rss_enabled:
         raise Problem(404, "feeds are turned off on this server")
     return reader
@@ -79,40 +75,40 @@ def _responses(media_type: str) -> dict[int | str, dict[str, Any]]:
                                  "incident is public and in feeds"}}
 
 
-def _serve(kind: str, request: Request, feeds: FeedReader,
-           read: Callable[[str], Reading | None]) -> Response:
+_TYPES = {"rss": RSS_TYPE, "atom": ATOM_TYPE, "json": JSON_FEED_TYPE}
+_RENDERERS: dict[str, Callable[[Channel, list[feeds_xml.Item]], bytes]] = {
+    "rss": feeds_xml.rss, "atom": feeds_xml.atom, "json": json_feed}
+
+
+class JsonFeedResponse(Response):
+    media_type = JSON_FEED_TYPE
+
+
+async def _serve(kind: str, request: Request, feeds: FeedReader,
+                 read: Callable[[str], Reading | None]) -> Response:
     """The feed's answer: from memory while the read model has not moved, else `read`
     (None: 404); a 304 when the client's copy is current."""
     settings = feeds.settings
     url = self_url(request, settings)
-    key = (kind, url)
-    answer = feeds.answers.get(key, feeds.queries.position())
-    if answer is None:
+
+    def produce(kept: Answer | None) -> Answer | None:
         reading = read(url)
         if reading is None:
-            raise Problem(404, "no feed for this incident")
-        kept = feeds.answers.get(key)
+            return None
         body = kept.body if kept is not None and kept.etag == reading.etag else \
             reading.render()
-        answer = Answer(reading.position, reading.etag, reading.newest, body)
-        feeds.answers.put(key, answer)
-    last_modified = settled(answer.newest)
-    headers = {"ETag": answer.etag,
-               "Cache-Control": f"public, max-age={settings.rss_ttl_minutes * 60}"}
-    if last_modified is not None:
-        headers["Last-Modified"] = format_datetime(moment(last_modified), usegmt=True)
-    if not_modified(request, answer.etag, last_modified):
-        return Response(status_code=304, headers=headers)
-    return Response(answer.body, media_type=RSS_TYPE if kind == "rss" else ATOM_TYPE,
-                    headers=headers)
+        return Answer(reading.position, reading.etag, reading.newest, body, _TYPES[kind])
+
+    public = public_answers(request)
+    answer = await public.get(request, (kind, url), produce)
+    if answer is None:
+        raise Problem(404, "no feed for this incident")
+    return public.respond(request, (kind, url), answer, vary=VARY,
+                          cache_control=f"public, max-age={settings.rss_ttl_minutes * 60}")
 
 
-def _render(kind: str) -> Callable[[Channel, list[feeds_xml.Item]], bytes]:
-    return feeds_xml.rss if kind == "rss" else feeds_xml.atom
-
-
-def _general(kind: str, request: Request, feeds: FeedReader,
-             params: GeneralParams) -> Response:
+async def _general(kind: str, request: Request, feeds: FeedReader,
+                   params: GeneralParams) -> Response:
     settings = feeds.settings
     include_resolved, max_items = params.include_resolved, params.max_items
     services = tuple(dict.fromkeys(params.service))
@@ -137,14 +133,14 @@ def _general(kind: str, request: Request, feeds: FeedReader,
         )
         etag = etag_of(kind, url, base, settings.rss_ttl_minutes, channel.updated,
                      [(i.id, i.position) for i in incidents])
-        return Reading(found.position, etag, found.newest, lambda: _render(kind)(
+        return Reading(found.position, etag, found.newest, lambda: _RENDERERS[kind](
             channel, [item for i in incidents for item in feeds_xml.incident_items(base, i)]))
 
-    return _serve(kind, request, feeds, read)
+    return await _serve(kind, request, feeds, read)
 
 
-def _one_incident(kind: str, request: Request, feeds: FeedReader, incident_id: str,
-                  max_items: int) -> Response:
+async def _one_incident(kind: str, request: Request, feeds: FeedReader, incident_id: str,
+                        max_items: int) -> Response:
     settings = feeds.settings
 
     def read(url: str) -> Reading | None:
@@ -171,11 +167,11 @@ def _one_incident(kind: str, request: Request, feeds: FeedReader, incident_id: s
             postmortem = feeds_xml.postmortem_item(base, incident)
             if postmortem is not None:  # newest first, among the entries
                 items = sorted([postmortem, *items], key=lambda i: -i.updated)[:max_items]
-            return _render(kind)(channel, items)
+            return _RENDERERS[kind](channel, items)
 
         return Reading(position, etag, incident.last_public_change, render)
 
-    return _serve(kind, request, feeds, read)
+    return await _serve(kind, request, feeds, read)
 
 
 class GeneralParams(BaseModel):
@@ -196,7 +192,7 @@ class IncidentParams(BaseModel):
 
 
 @router.get("/incidents/rss/feed", response_class=Response, responses=_responses(RSS_TYPE))
-def rss_feed(
+async def rss_feed(
     request: Request,
     feeds: Feeds,
     _: Consistent,
@@ -204,23 +200,37 @@ def rss_feed(
 ) -> Response:
     """RSS 2.0: one item per public incident, newest public change first, each followed
     by its postmortem once published."""
-    return _general("rss", request, feeds, params)
+    return await _general("rss", request, feeds, params)
 
 
 @router.get("/incidents/atom/feed", response_class=Response, responses=_responses(ATOM_TYPE))
-def atom_feed(
+async def atom_feed(
     request: Request,
     feeds: Feeds,
     _: Consistent,
     params: Annotated[GeneralParams, Query()],
 ) -> Response:
     """Atom 1.0: the same as the RSS feed."""
-    return _general("atom", request, feeds, params)
+    return await _general("atom", request, feeds, params)
+
+
+@router.get("/incidents/feed.json", response_class=JsonFeedResponse,
+            responses={**_responses(JSON_FEED_TYPE),
+                       200: {"model": schemas.JsonFeed,
+                             "description": "a JSON Feed 1.1 document"}})
+async def json_feed_route(
+    request: Request,
+    feeds: Feeds,
+    _: Consistent,
+    params: Annotated[GeneralParams, Query()],
+) -> Response:
+    """JSON Feed 1.1: the same items as the RSS feed."""
+    return await _general("json", request, feeds, params)
 
 
 @router.get("/incidents/{incident_id}/rss", response_class=Response,
             responses=_responses(RSS_TYPE))
-def incident_rss(
+async def incident_rss(
     incident_id: IncidentId,
     request: Request,
     feeds: Feeds,
@@ -230,12 +240,12 @@ def incident_rss(
     """RSS 2.0: one item per public entry of the incident (its declaration, each public
     status update, and its postmortem once published), newest first; 404 for an incident
     no feed may show."""
-    return _one_incident("rss", request, feeds, incident_id, params.max_items)
+    return await _one_incident("rss", request, feeds, incident_id, params.max_items)
 
 
 @router.get("/incidents/{incident_id}/atom", response_class=Response,
             responses=_responses(ATOM_TYPE))
-def incident_atom(
+async def incident_atom(
     incident_id: IncidentId,
     request: Request,
     feeds: Feeds,
@@ -243,4 +253,4 @@ def incident_atom(
     params: Annotated[IncidentParams, Query()],
 ) -> Response:
     """Atom 1.0: the same as the incident's RSS feed."""
-    return _one_incident("atom", request, feeds, incident_id, params.max_items)
+    return await _one_incident("atom", request, feeds, incident_id, params.max_items)

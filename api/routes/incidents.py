@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from anyio import to_thread
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from api.answer_cache import Rendered, answer_for, json_body
 from api.auth import AnyCaller, Writer
 from api.consistency import Barrier, Consistent, position_headers, wait_for_read_tables
 from api.deps import Commands, ExpectedVersion, IdempotencyKey, IncidentId, Log, Queries
 from api.problems import incident_not_found
 from api.render import event_list_response, incident_response
+from api.routes.queries import CONDITIONAL, JSON
 from api.schemas import (
     Incident,
     IncidentChange,
@@ -22,7 +26,7 @@ from api.schemas import (
     Timeline,
     UpdateCreate,
 )
-from commands.application import IncidentNotFound, NewIncident, NewUpdate, Written
+from commands.application import IncidentCommands, IncidentNotFound, NewIncident, NewUpdate, Written
 from domain.visibility import AUDITABLE, VISIBLE, Audience, event_for, shows
 from projections.incident_history import fold
 from projections.queries import IncidentQueries
@@ -56,31 +60,44 @@ def create_incident(
                    queries, 201)
 
 
-@router.get("/{incident_id}", response_model=Incident | PublicIncident, responses=_EITHER)
-def get_incident(
+@router.get("/{incident_id}", response_model=Incident | PublicIncident,
+            responses={**_EITHER, **CONDITIONAL})
+async def get_incident(
+    request: Request,
     incident_id: IncidentId,
     caller: AnyCaller,
     commands: Commands,
     queries: Queries,
     _: Consistent,
     as_of: Annotated[Moment | None, Query(description="show it as it stood then")] = None,
-) -> JSONResponse:
+) -> Response:
     """From the read tables; with `as_of`, folded from the incident's stored events (the
     audit log): shown if the caller may read its events now (`AUDITABLE`: without a token,
-    only while it is public and not deleted) and could see it as it stood then."""
-    audience = caller.audience
-    if as_of is None:
+    only while it is public and not deleted) and could see it as it stood then. Its ETag
+    is its version."""
+    if as_of is not None:
+        return await to_thread.run_sync(_incident_then, incident_id, caller.audience,
+                                        commands, queries, as_of)
+
+    def render(audience: Audience) -> Rendered:
         body = queries.get_incident(incident_id, audience=audience)
-    else:
-        try:
-            history = commands.history(incident_id)
-        except IncidentNotFound:
-            history = []
-        now, then = fold(history), fold(history, as_of=as_of)
-        shown = (now is not None and then is not None and shows(AUDITABLE[audience], now)
-                 and shows(VISIBLE[audience], then))
-        body = (queries.folded(then, audience, as_of=as_of)
-                if shown and then is not None else None)
+        if body is None:
+            raise incident_not_found(incident_id)
+        return Rendered(json_body(body), JSON, etag=f'"{body["version"]}"')
+
+    return await answer_for(request, caller.audience, ("incident", incident_id), render)
+
+
+def _incident_then(incident_id: str, audience: Audience, commands: IncidentCommands,
+                   queries: IncidentQueries, as_of: datetime) -> Response:
+    try:
+        history = commands.history(incident_id)
+    except IncidentNotFound:
+        history = []
+    now, then = fold(history), fold(history, as_of=as_of)
+    shown = (now is not None and then is not None and shows(AUDITABLE[audience], now)
+             and shows(VISIBLE[audience], then))
+    body = queries.folded(then, audience, as_of=as_of) if shown and then is not None else None
     if body is None:
         raise incident_not_found(incident_id)
     return incident_response(body)

@@ -11,17 +11,19 @@ forge across sites (see docs/pages.md).
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from api.answer_cache import Rendered, public_answer
 from api.auth import Reader
 from api.consistency import Consistent
 from api.deps import Clock, Queries, Reports, ServiceReads, is_incident_id
 from api.pages.filters import DashboardFilters, incident_table
 from api.pages.reports import ReportFormFilters, report_page
-from api.pages.templating import HEADERS, not_found, render
+from api.pages.templating import HEADERS, not_found, public_page, render
 from api.pages.views import (
     ACTIVE,
     CLOSED,
@@ -32,32 +34,29 @@ from api.pages.views import (
     overall_state,
 )
 from domain.visibility import Audience
-from projections.queries import ListFilters
+from projections.queries import IncidentQueries, ListFilters
 from projections.service_queries import BadHistoryCursor
 
 router = APIRouter(include_in_schema=False)
 BAR_DAYS = 90
 
 # ---------------------------------------------------------------------------------------
-# Public pages
+# Public pages: kept and shared per read-model position (api/answer_cache.py).
 
 
-@router.get("/", response_class=HTMLResponse)
-def status_page(queries: Queries, reads: ServiceReads, clock: Clock, _: Consistent
-                ) -> HTMLResponse:
+def _status_page(queries: IncidentQueries, reads: Any, now: datetime) -> Rendered:
     public = Audience.PUBLIC
-    active = queries.list_incidents(ListFilters(status=ACTIVE), audience=public, limit=50).items
-    closed = queries.list_incidents(ListFilters(status=CLOSED), audience=public, limit=5).items
-    upcoming = queries.list_incidents(ListFilters(status=SCHEDULED), audience=public,
-                                      limit=50).items
+    active = queries.newest(ListFilters(status=ACTIVE), audience=public, limit=50)
+    closed = queries.newest(ListFilters(status=CLOSED), audience=public, limit=5)
+    upcoming = queries.newest(ListFilters(status=SCHEDULED), audience=public, limit=50)
     updates = queries.updates_of([i["id"] for i in active], audience=public)
     summary = queries.summary(audience=public)
-    bars = reads.bars(audience=public, days=BAR_DAYS, now=clock())
+    bars = reads.bars(audience=public, days=BAR_DAYS, now=now)
     in_progress = [i for i in active if in_window(i)]
-    return render("status.html", summary=summary, state=overall_state(summary),
-                  active=[i for i in active if not in_window(i)], closed=closed,
-                  updates=updates, bars=bars, in_progress=in_progress,
-                  upcoming=sorted(upcoming, key=lambda i: (i["scheduled_start"], i["id"])))
+    return public_page("status.html", summary=summary, state=overall_state(summary),
+                       active=[i for i in active if not in_window(i)], closed=closed,
+                       updates=updates, bars=bars, in_progress=in_progress,
+                       upcoming=sorted(upcoming, key=lambda i: (i["scheduled_start"], i["id"])))
 
 
 @router.get("/history", response_class=HTMLResponse)
@@ -73,14 +72,30 @@ def history_page(reads: ServiceReads, _: Consistent,
                   first=cursor is None, bad_cursor=False)
 
 
-@router.get("/incidents/{incident_id}", response_class=HTMLResponse)
-def incident_page(incident_id: str, queries: Queries, _: Consistent) -> HTMLResponse:
-    """One public incident; unknown, private and deleted incidents are all the same 404."""
+def _incident_page(queries: IncidentQueries, incident_id: str) -> Rendered:
     incident = (queries.get_incident(incident_id, audience=Audience.PUBLIC)
                 if is_incident_id(incident_id) else None)
     if incident is None:
-        return not_found("There is no public incident at this address.")
-    return render("incident.html", incident=incident)
+        return public_page("not_found.html", status_code=404, dashboard=False,
+                           what="There is no public incident at this address.")
+    return public_page("incident.html", incident=incident)
+
+
+@router.get("/", response_class=HTMLResponse)
+async def status_page(request: Request, queries: Queries, reads: ServiceReads, clock: Clock,
+                      _: Consistent) -> Response:
+    # The day bars count minutes up to now: the page is kept per minute too.
+    minute = clock().replace(second=0, microsecond=0)
+    return await public_answer(request, ("page", minute),
+                               lambda: _status_page(queries, reads, minute))
+
+
+@router.get("/incidents/{incident_id}", response_class=HTMLResponse)
+async def incident_page(request: Request, incident_id: str, queries: Queries,
+                        _: Consistent) -> Response:
+    """One public incident; unknown, private and deleted incidents are all the same 404."""
+    return await public_answer(request, ("page", incident_id),
+                               lambda: _incident_page(queries, incident_id))
 
 
 # ---------------------------------------------------------------------------------------

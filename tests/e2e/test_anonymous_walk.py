@@ -71,6 +71,8 @@ def cases(marker: str, before: str) -> dict[tuple[str, str], list[Call]]:
         ("GET", "/api/v1/incidents/status/summary"): [Call()],
         ("GET", "/api/v1/incidents/rss/feed"): feed,
         ("GET", "/api/v1/incidents/atom/feed"): feed,
+        ("GET", "/api/v1/incidents/feed.json"): feed,
+        ("GET", "/badge.svg"): [Call(), Call({"service": "api"}), Call({"service": "nowhere"})],
         ("GET", f"/api/v1/incidents/{ID}/rss"): [Call()],
         ("GET", f"/api/v1/incidents/{ID}/atom"): [Call()],
         ("GET", f"/api/v1/incidents/{ID}"): [Call(), Call({"as_of": _moment(60)}),

@@ -115,6 +115,19 @@ def test_every_answer_is_the_model_documented_for_its_caller(http: httpx.Client)
     answers = spec["paths"]["/api/v1/reports/lifecycle"]["get"]["responses"]
     assert {"401", "403", "422"} <= set(answers)
     assert "application/problem+json" in answers["422"]["content"]
+    # The JSON Feed, documented under its own content type; a badge as an SVG string.
+    feed_path = "/api/v1/incidents/feed.json"
+    answer = spec["paths"][feed_path]["get"]["responses"]["200"]["content"]
+    assert list(answer) == ["application/feed+json"]
+    assert answer["application/feed+json"]["schema"]["$ref"].endswith("/JsonFeed")
+    feed = http.get(feed_path)
+    assert feed.headers["content-type"] == "application/feed+json"
+    assert feed.json()["items"]
+    assert "SECRET" not in feed.text
+    schemas.JsonFeed.model_validate(feed.json())
+    badge = spec["paths"]["/badge.svg"]["get"]["responses"]["200"]["content"]
+    assert list(badge) == ["image/svg+xml"]
+    assert http.get("/badge.svg").headers["content-type"] == "image/svg+xml"
 
 
 def test_a_command_answers_what_a_read_then_shows(http: httpx.Client) -> None:

@@ -13,6 +13,7 @@ import html
 import re
 import sys
 import threading
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -954,6 +955,13 @@ def test_a_feed_costs_the_same_few_queries_whatever_it_shows(
     crowd = [Incident.declare(incident_id=f"incident-crowd-{n}", at=long_ago, title=f"c{n}")
              for n in range(60)]
     save_declared(services, small, big, *crowd)
+    # Until the process has heard of the store's head and its read models reached it, a
+    # request may first look where the read models are (one more query): not counted here.
+    head = services.event_log.last_position()
+    deadline = time.monotonic() + 30
+    while services.followers.listener.head < head or services.barrier.position < head:
+        assert time.monotonic() < deadline, "the read models never caught up"
+        time.sleep(0.01)
 
     statements: list[str] = []
     real = services.database.transaction
@@ -989,18 +997,22 @@ def test_a_feed_costs_the_same_few_queries_whatever_it_shows(
         assert response.status_code == (304 if headers else 200)
         return len(statements)
 
-    # A feed read afresh: the read model's position, then one query for a general feed,
-    # two for an incident's (its row, its entries), whatever their size. Asked again while
-    # the read model stays where it was: answered from memory after the position alone.
-    for kind in KINDS:
-        assert cost(GENERAL[kind], max_items=1) == cost(GENERAL[kind], max_items=100) == 2
-        assert cost(GENERAL[kind], max_items=100) == 1
+    # A feed read afresh: one query for a general feed, two for an incident's (its row,
+    # its entries), whatever their size. Asked again while the read model stays where it
+    # was: answered from memory, without a query (the process knows where the read model
+    # is: api/answer_cache.py).
+    for kind in (*KINDS, "json"):
+        general = f"{INCIDENTS}/feed.json" if kind == "json" else GENERAL[kind]
+        assert cost(general, max_items=1) == cost(general, max_items=100) == 1
+        assert cost(general, max_items=100) == 0
+        if kind == "json":
+            continue
         one = cost(f"{INCIDENTS}/incident-small/{kind}")
         many = cost(f"{INCIDENTS}/incident-big/{kind}")
-        assert one == many == 3
-        assert cost(f"{INCIDENTS}/incident-big/{kind}") == 1
+        assert one == many == 2
+        assert cost(f"{INCIDENTS}/incident-big/{kind}") == 0
         tag = http.get(f"{INCIDENTS}/incident-big/{kind}").headers["etag"]
-        assert cost(f"{INCIDENTS}/incident-big/{kind}", headers={"If-None-Match": tag}) == 1
+        assert cost(f"{INCIDENTS}/incident-big/{kind}", headers={"If-None-Match": tag}) == 0
         assert "big" in http.get(f"{INCIDENTS}/incident-big/{kind}").text
     # An empty feed also asks when the read model last changed.
-    assert cost(GENERAL["rss"], service=["nowhere"]) == 3
+    assert cost(GENERAL["rss"], service=["nowhere"]) == 2

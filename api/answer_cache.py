@@ -1,0 +1,395 @@
+"""Answers for a crowd: every anonymous read (the status page, the JSON list, summary and
+incident, the feeds, the badges) is served from an answer kept in memory per URL, read at
+one position of the read model and shared by every request of the process.
+
+* **Kept per position.** An answer records the position of the read models it was read at
+  (the least of them). It serves while the read models are known to be there; once they
+  moved on (this process's projectors say so at once; another process's are looked up,
+  one query for all waiting requests, when the store's head, heard of through the
+  process's wake-up source, is beyond them) the next request reads it again, in a worker
+  thread, one request per answer at a time (the others wait for it and take its answer).
+  A hit costs no I/O and no thread: it is answered on the event loop.
+* **The same everywhere.** An answer is rendered only from the read tables (no clock, no
+  request data but what its key holds), between two reads of the read models' positions
+  that must agree, so that every process answers the same bytes at the same positions;
+  its ETag is a hash of those bytes (feeds: of what they are made of), strong, and
+  `If-None-Match` answers 304.
+* **Read your writes.** A request whose client or process wrote (Min-Position,
+  `min_position`, the `store_position` cookie, this process's last write; see
+  api/consistency.py) is served only an answer read at that position or later.
+* **For CDNs.** Public answers say `Cache-Control: public, max-age=5, s-maxage=5,
+  stale-while-revalidate=30` (the feeds: their TTL) and `Vary: Cookie, Min-Position` (the
+  writer's position), plus `Authorization` only where a token changes the answer (the JSON
+  list, summary and incident, whose answers to a token are `private, no-store`).
+
+Serving an anonymous route from it takes one line (the route is `async def`, takes
+`request: Request` and `_: Consistent`, and renders with a plain function of the read
+tables that returns `Rendered`)::
+
+    return await public_answer(request, ("services", days), lambda: Rendered(body, JSON))
+
+The key names everything the answer depends on (route and validated parameters).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import zlib
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+
+from anyio import to_thread
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.consistency import read_target
+from domain.visibility import Audience
+from infra.consistency import ReadBarrier
+from infra.settings import Settings
+from projections.base import micros, moment
+
+# Changes whenever the documents' shape does, so that no cache keeps an older rendering.
+FORMAT = "feeds-1"
+# Last-Modified has whole seconds: it is only sent once the second of the newest change
+# (and a margin for changes still on their way into the read tables) is over, so that a
+# later change can never carry the same Last-Modified.
+SETTLED_MICROS = 2_000_000
+CACHE_BYTES = 64 * 1024 * 1024
+CACHE_ENTRIES = 8192
+MAX_AGE = 5  # seconds a browser or CDN may keep a public answer
+STALE_WHILE_REVALIDATE = 30
+PUBLIC = (f"public, max-age={MAX_AGE}, s-maxage={MAX_AGE}, "
+          f"stale-while-revalidate={STALE_WHILE_REVALIDATE}")
+PRIVATE = "private, no-store"
+# What a public answer varies by: the writer's position (read your writes) ...
+VARY = "Cookie, Min-Position"
+# ... and, where a token shows more, the token.
+VARY_TOKEN = "Authorization, Cookie, Min-Position"  # noqa: S105 (header names)
+# How often at most a process looks up the read models' positions while the store's head
+# is beyond them (their projectors run elsewhere, or are still at work).
+LOOK_INTERVAL = 0.005
+_RETRIES = 3  # reads of an answer whose read models moved while it was read
+_STRIPES = 64  # locks: one reading per answer at a time
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer as read at one position of the read model."""
+
+    position: int
+    etag: str
+    newest: int | None  # the newest public change it depends on: its Last-Modified
+    body: bytes
+    media_type: str = ""
+    status_code: int = 200
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What a route renders from the read tables: its body, and its ETag when the route
+    has one of its own (otherwise a hash of the body)."""
+
+    body: bytes
+    media_type: str
+    status_code: int = 200
+    etag: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A feed just read: its answer but for the document, rendered only when needed (the
+    same ETag means the same bytes: a feed whose rows did not move keeps its document)."""
+
+    position: int
+    etag: str
+    newest: int | None
+    render: Callable[[], bytes]
+
+
+class Answers:
+    """The latest answer of each key (a route and its parameters), least recently used
+    out first, bounded by size."""
+
+    def __init__(self, max_bytes: int = CACHE_BYTES, max_entries: int = CACHE_ENTRIES) -> None:
+        self.max_bytes, self.max_entries = max_bytes, max_entries
+        self.entries: OrderedDict[Hashable, Answer] = OrderedDict()
+        self.size = 0
+        self.lock = threading.Lock()
+
+    def get(self, key: Hashable, position: int | None = None) -> Answer | None:
+        """The answer kept for `key`, if read at `position` (any, if None)."""
+        with self.lock:
+            found = self.entries.get(key)
+            if found is None or (position is not None and found.position != position):
+                return None
+            self.entries.move_to_end(key)
+            return found
+
+    def put(self, key: Hashable, answer: Answer) -> None:
+        if len(answer.body) > self.max_bytes // 8:
+            return
+        with self.lock:
+            old = self.entries.pop(key, None)
+            if old is not None:
+                self.size -= len(old.body)
+            self.entries[key] = answer
+            self.size += len(answer.body)
+            while self.size > self.max_bytes or len(self.entries) > self.max_entries:
+                _, dropped = self.entries.popitem(last=False)
+                self.size -= len(dropped.body)
+
+
+def self_url(request: Request, settings: Settings) -> str:
+    """The URL of this request as sent (path and query still percent-encoded), on
+    PUBLIC_BASE_URL when that is set."""
+    raw_path = request.scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else request.url.path
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    base = settings.public_base_url or f"{request.url.scheme}://{request.url.netloc}"
+    return f"{base}{path}{'?' + query if query else ''}"
+
+
+def etag_of(*parts: object) -> str:
+    digest = hashlib.blake2b(repr((FORMAT, *parts)).encode("utf-8", "surrogatepass"),
+                             digest_size=16).hexdigest()
+    return f'"{digest}"'
+
+
+def tags_of(header: str) -> list[str]:
+    return [t.strip().removeprefix("W/") for t in header.split(",") if t.strip()]
+
+
+def not_modified(request: Request, etag: str, last_modified: int | None) -> bool:
+    """True when the client's copy is current: If-None-Match (weak comparison, `*`
+    matches) decides when sent; otherwise If-Modified-Since, against a settled
+    Last-Modified only."""
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:
+        tags = tags_of(if_none_match)
+        return "*" in tags or etag in tags
+    if_modified_since = request.headers.get("if-modified-since")
+    if if_modified_since is None or last_modified is None:
+        return False
+    try:
+        since = parsedate_to_datetime(if_modified_since)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return False  # not an HTTP date: ignored, as RFC 9110 says
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return last_modified // 1_000_000 <= since.timestamp()
+
+
+def settled(us: int | None) -> int | None:
+    if us is None or micros(datetime.now(UTC)) - us < SETTLED_MICROS:
+        return None
+    return us
+
+
+def body_etag(body: bytes) -> str:
+    return f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
+
+
+class PublicAnswers:
+    """The answers of one app's anonymous reads (see the module's description)."""
+
+    def __init__(self, barrier: ReadBarrier, head: Callable[[], int]) -> None:
+        """`head`: the highest store position this process heard of (no I/O)."""
+        self.barrier = barrier
+        self.head = head
+        self.answers = Answers()
+        self.renders: Counter[Hashable] = Counter()  # readings per key, for whom it concerns
+        self._stripes = [threading.Lock() for _ in range(_STRIPES)]
+        self._looked = 0.0
+        # The raw URL of each anonymous read answered from a kept answer: what `ServeKept`
+        # answers without routing while that answer holds.
+        self.front: OrderedDict[tuple[str, bytes], _Front] = OrderedDict()
+
+    def _behind(self) -> bool:
+        """Whether the read models may have moved beyond what this process knows."""
+        return (self.head() > self.barrier.position
+                and time.monotonic() - self._looked >= LOOK_INTERVAL)
+
+    async def get(self, request: Request, key: Hashable,
+                  produce: Callable[[Answer | None], Answer | None]) -> Answer | None:
+        """The answer for `key`: the one kept, while the read models are where it was read
+        and the request needs no later one; else `produce(kept)` in a worker thread (None:
+        there is none, and nothing is kept)."""
+        if self._behind():
+            self._looked = time.monotonic()  # one look for the requests arriving now
+            await to_thread.run_sync(self.barrier.look)
+        kept = self.answers.get(key)
+        if kept is not None and kept.position >= self._floor(request):
+            return kept
+        return await to_thread.run_sync(self._refresh, request, key, produce)
+
+    def _floor(self, request: Request) -> int:
+        return max(read_target(request), self.barrier.position)
+
+    def _refresh(self, request: Request, key: Hashable,
+                 produce: Callable[[Answer | None], Answer | None]) -> Answer | None:
+        with self._stripes[zlib.crc32(repr(key).encode()) % _STRIPES]:
+            kept = self.answers.get(key)  # another request may just have read it
+            if kept is not None and kept.position >= self._floor(request):
+                return kept
+            answer = produce(kept)
+            self.renders[key] += 1
+            if answer is not None:
+                self.answers.put(key, answer)
+            return answer
+
+    def rendering(self, render: Callable[[], Rendered]) -> Callable[[Answer | None], Answer]:
+        """`render` as a producer of answers: read between two reads of the read models'
+        positions, again while they differ, and kept at the least of them."""
+
+        def produce(_: Answer | None) -> Answer:
+            at = self.barrier.read()
+            for attempt in range(_RETRIES):
+                rendered = render()
+                after = self.barrier.read()
+                if after == at:
+                    break
+                if attempt < _RETRIES - 1:
+                    at = after
+            # Read at `at` exactly, or (the read models kept moving) at `at` or later: kept
+            # at `at`, the next request past it reads it again.
+            etag = rendered.etag or body_etag(rendered.body)
+            return Answer(self.barrier.least(at), etag, None, rendered.body,
+                          rendered.media_type, rendered.status_code, rendered.headers)
+
+        return produce
+
+    async def serve(self, request: Request, key: Hashable, render: Callable[[], Rendered],
+                    *, vary: str = VARY) -> Response:
+        """The public answer of `key` (rendered by `render` when needed), or a 304."""
+        answer = await self.get(request, key, self.rendering(render))
+        assert answer is not None
+        return self.respond(request, key, answer, cache_control=PUBLIC, vary=vary)
+
+    def respond(self, request: Request, key: Hashable, answer: Answer, *,
+                cache_control: str, vary: str) -> Response:
+        """`respond`, and remembers the request's URL as one `ServeKept` may answer (when
+        nothing but the URL chose the answer: no token, no position named)."""
+        scope = request.scope
+        if not _names_more(scope):
+            url = (scope["path"], scope.get("query_string", b""))
+            with self.answers.lock:
+                self.front[url] = _Front(key, cache_control, vary, scope.get("route"))
+                self.front.move_to_end(url)
+                while len(self.front) > CACHE_ENTRIES:
+                    self.front.popitem(last=False)
+        return respond(request, answer, cache_control=cache_control, vary=vary)
+
+    def kept_for(self, scope: Scope) -> tuple[Answer, _Front] | None:
+        """The answer `ServeKept` may send for this request, if any (no I/O)."""
+        if scope["method"] != "GET" or _names_more(scope):
+            return None
+        front = self.front.get((scope["path"], scope.get("query_string", b"")))
+        if front is None or self._behind():
+            return None
+        answer = self.answers.get(front.key)
+        if answer is None or answer.position < max(self.barrier.position,
+                                                   self.barrier.last_written):
+            return None
+        return answer, front
+
+
+@dataclass(frozen=True)
+class _Front:
+    key: Hashable
+    cache_control: str
+    vary: str
+    route: object
+
+
+def _names_more(scope: Scope) -> bool:
+    """Whether the request says more than its URL: a token, or a position to wait for."""
+    for name, value in scope["headers"]:
+        if name in (b"authorization", b"min-position") or (
+                name == b"cookie" and b"store_position" in value):
+            return True
+    return b"min_position" in scope.get("query_string", b"")
+
+
+class ServeKept:
+    """ASGI: answers an anonymous GET of a URL answered before from its kept answer, while
+    that answer holds, without routing it (the same answer, headers and 304 as the route,
+    which is what a crowd asks for). Inside `Observed`, which still counts and logs it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        public: PublicAnswers | None = None
+        if scope["type"] == "http":
+            public = getattr(scope["app"].state, "public_answers", None)
+        found = public.kept_for(scope) if public is not None else None
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        answer, front = found
+        if front.route is not None:
+            scope["route"] = front.route  # for the metrics' route label
+        response = respond(Request(scope), answer, cache_control=front.cache_control,
+                           vary=front.vary)
+        await response(scope, receive, send)
+
+
+def respond(request: Request, answer: Answer, *, cache_control: str, vary: str,
+            headers: Mapping[str, str] | None = None) -> Response:
+    """An answer kept, or 304 when it is a 200 and the client's copy is current
+    (`If-None-Match`; without it `If-Modified-Since`, against a settled Last-Modified)."""
+    sent = {**dict(answer.headers), "ETag": answer.etag, "Cache-Control": cache_control,
+            "Vary": vary, **(headers or {})}
+    last_modified = settled(answer.newest)
+    if last_modified is not None:
+        sent["Last-Modified"] = format_datetime(moment(last_modified), usegmt=True)
+    if answer.status_code == 200 and not_modified(request, answer.etag, last_modified):
+        return Response(status_code=304, headers=sent)
+    return Response(answer.body, status_code=answer.status_code,
+                    media_type=answer.media_type, headers=sent)
+
+
+def public_answers(request: Request) -> PublicAnswers:
+    """The app's public answers (made on first use; they start the process's wake-up
+    source, which tells of other processes' writes)."""
+    state = request.app.state
+    found: PublicAnswers | None = getattr(state, "public_answers", None)
+    if found is None:
+        services = state.services
+        listener = services.followers.listener
+        listener.start()
+        found = state.public_answers = PublicAnswers(services.barrier, lambda: listener.head)
+    return found
+
+
+async def public_answer(request: Request, key: Hashable,
+                        render: Callable[[], Rendered], *, vary: str = VARY) -> Response:
+    """Serves an anonymous read from the app's public answers: the one line a route needs."""
+    return await public_answers(request).serve(request, key, render, vary=vary)
+
+
+async def answer_for(request: Request, audience: Audience, key: Hashable,
+                     render: Callable[[Audience], Rendered]) -> Response:
+    """A read whose answer depends on the caller's token: kept and shared for anonymous
+    callers, read afresh (in a worker thread) and never stored by others for the rest."""
+    if audience is Audience.PUBLIC:
+        return await public_answer(request, key, lambda: render(audience), vary=VARY_TOKEN)
+    rendered = await to_thread.run_sync(render, audience)
+    headers = {**dict(rendered.headers), "Cache-Control": PRIVATE, "Vary": VARY_TOKEN}
+    if rendered.etag is not None:
+        headers["ETag"] = rendered.etag
+    return Response(rendered.body, status_code=rendered.status_code,
+                    media_type=rendered.media_type, headers=headers)
+
+
+def json_body(content: object) -> bytes:
+    """JSON as the API's answers write it."""
+    return bytes(JSONResponse(content).body)

@@ -1,0 +1,415 @@
+"""The public reads in a flood: each figure beside a bare endpoint in the same run.
+
+A fresh PostgreSQL database (``TEST_DATABASE_URL`` or a throwaway cluster), dropped
+afterwards; ``--incidents`` incidents (default 100,000) over ``--services`` services
+(default 200) are written straight through the commands application in batches and the
+read tables built with ``projector.catch_up()`` (as bench/read_side.py does). Then, each in
+a child process on a loopback port:
+
+* **app**: the real API (``create_app``) with its projectors running;
+* **bare**: a bare FastAPI app (same uvicorn setup) that, at start, fetches from the app
+  the answers measured here and returns the same bytes from memory (``async`` routes,
+  304 to their ETag), plus a one-row ``SELECT * FROM incidents WHERE id = %s`` through a
+  psycopg pool sized like the app's.
+
+``--concurrency`` client threads with keep-alive connections call (each app case right
+after a bare run of its own, both servers up; its ratio is to that run):
+
+1. warm answers: ``/``, ``/api/v2/summary.json`` and ``/api/v1/services`` (when the app
+   has them; else a note), the RSS feed, a badge -- beside the bare bytes;
+2. 304s: the same with ``If-None-Match`` -- beside a bare 304;
+3. the list, page 1 and page 50 (``limit=20``, by ``next_cursor``), anonymous (kept
+   answers) and with a reader token (read each time: keyset paging, the same cost at any
+   depth) -- beside the bare one-row SELECT;
+4. p50/p99 of ``/`` while ``--write-rate`` (50) creates per second land through the API,
+   and how many of them the page showed within the run;
+5. ``/`` with 4 API processes on one port (SO_REUSEPORT), beside 1 process.
+
+Targets (reported, never enforced): warm >= 90% of bare, 304s >= 95%, list >= 80% of
+the bare SELECT, p99 of ``/`` under writes < 50 ms.
+
+    TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test \\
+        .venv/bin/python -m bench.public_reads --incidents 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import random
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from fastapi import Request, Response  # the bare app's annotations, resolved at import
+
+from bench.commands_http import Result, _client, _cpu_seconds, postgres_database
+from bench.harness import Child, free_port, serve_on_loopback
+from bench.read_side import (
+    ANONYMOUS,
+    API_TOKENS,
+    PG_POOL_MAX,
+    PG_POOL_MIN,
+    READER,
+    WRITER,
+    Sample,
+    Unit,
+    drive,
+    load_incidents,
+    percentile,
+)
+
+WARM_TARGET, NOT_MODIFIED_TARGET, LIST_TARGET, P99_TARGET_MS = 0.90, 0.95, 0.80, 50.0
+LIST = "/api/v1/incidents?limit=20"
+DEEP_PAGE = 50
+# What the bare app keeps, by name: the app's path (optional ones only if the app has them).
+ANSWERS = {"page": "/", "rss": "/api/v1/incidents/rss/feed", "badge": "/badge.svg",
+           "summary.json": "/api/v2/summary.json", "services": "/api/v1/services"}
+OPTIONAL = ("summary.json", "services")
+
+# --------------------------------------------------------------------------------------
+# Servers (child processes: ``python -m bench.public_reads _serve ...``)
+# --------------------------------------------------------------------------------------
+
+
+def _app_server(database_url: str, _: str) -> tuple[Any, Callable[[], None]]:
+    from api.app import create_app
+    from infra.bootstrap import bootstrap
+    from infra.settings import load_settings
+
+    settings = load_settings({"DATABASE_URL": database_url, "API_TOKENS": API_TOKENS,
+                              "RATE_LIMIT_WRITES_PER_MINUTE": "1000000"})
+    services = bootstrap(settings)
+    services.start_projections()
+    return create_app(services), services.close
+
+
+def _bare_server(database_url: str, app_url: str) -> tuple[Any, Callable[[], None]]:
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+    from psycopg_pool import ConnectionPool
+
+    kept: dict[str, tuple[bytes, str, str]] = {}
+    for name, path in ANSWERS.items():
+        got = httpx.get(app_url + path, timeout=60)
+        if got.status_code == 200:
+            kept[name] = (got.content, got.headers["content-type"], got.headers["etag"])
+    pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
+        database_url, min_size=PG_POOL_MIN, max_size=PG_POOL_MAX, open=True, timeout=10,
+        kwargs={"autocommit": False, "connect_timeout": 5})
+    pool.wait(timeout=30)
+    app = FastAPI(title="bare")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/bare/bytes/{name}")
+    async def bare_bytes(name: str, request: Request) -> Response:
+        body, media_type, etag = kept[name]
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        return Response(body, media_type=media_type, headers={"ETag": etag})
+
+    @app.get("/bare/row/{incident_id}")
+    def bare_row(incident_id: str) -> Any:
+        with pool.connection() as conn, conn.cursor() as cursor:
+            cursor.execute("SELECT * FROM incidents WHERE id = %s", (incident_id,))
+            row = cursor.fetchone()
+            names = [c.name for c in cursor.description or ()]
+        if row is None:
+            return JSONResponse({"detail": "not found"}, status_code=404)
+        return dict(zip(names, row, strict=True))
+
+    return app, pool.close
+
+
+def serve(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(prog="public_reads _serve")
+    parser.add_argument("--kind", choices=("app", "bare"), required=True)
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--app-url", default="")
+    parser.add_argument("--reuse-port", action="store_true")
+    args = parser.parse_args(argv)
+    build = _app_server if args.kind == "app" else _bare_server
+    app, close = build(args.database_url, args.app_url)
+    serve_on_loopback(app, args.port, close, reuse_port=args.reuse_port)
+
+
+def server(kind: str, database_url: str, workdir: Path, *, port: int | None = None,
+           app_url: str = "", reuse_port: bool = False, name: str | None = None) -> Child:
+    port = port or free_port()
+    argv = [sys.executable, "-m", "bench.public_reads", "_serve", "--kind", kind,
+            "--database-url", database_url, "--port", str(port), "--app-url", app_url]
+    if reuse_port:
+        argv.append("--reuse-port")
+    name = name or kind
+    return Child(name, argv, workdir / f"{name}.log", port=port)
+
+
+# --------------------------------------------------------------------------------------
+# Measuring
+# --------------------------------------------------------------------------------------
+
+
+def fetch(path: str | Callable[[random.Random], str], expect: int = 200) -> Unit:
+    """One GET; its answer must be `expect` (counted as a 200 then)."""
+
+    def unit(client: httpx.Client, rng: random.Random, errors: list[str]) -> list[Sample]:
+        asked = path if isinstance(path, str) else path(rng)
+        began = time.perf_counter()
+        try:
+            response = client.get(asked)
+        except httpx.HTTPError as error:
+            errors.append(f"{type(error).__name__}: {error}")
+            return [(time.perf_counter() - began, 0)]
+        latency = time.perf_counter() - began
+        if response.status_code != expect:
+            errors.append(f"{asked}: {response.status_code} {response.text[:200]}")
+            return [(latency, response.status_code or 599)]
+        return [(latency, 200)]
+
+    return unit
+
+
+@dataclass
+class Case:
+    name: str
+    unit: Unit
+    headers: dict[str, str]
+    bare_unit: Unit
+    bare_headers: dict[str, str]
+    target: float
+
+
+@dataclass
+class Measured:
+    name: str
+    app: Result
+    bare: Result
+    target: float
+
+
+def run(name: str, child: Child, unit: Unit, headers: dict[str, str],
+        args: argparse.Namespace) -> Result:
+    drive(child.url, unit, args.warmup, args.concurrency, headers)
+    cpu_before = _cpu_seconds(child.pid)
+    seconds, done, errors = drive(child.url, unit, args.requests, args.concurrency, headers)
+    cpu_after = _cpu_seconds(child.pid)
+    cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
+    latencies = [latency for samples in done for latency, _ in samples]
+    statuses: Counter[int] = Counter(status for samples in done for _, status in samples)
+    result = Result("postgres", name, len(latencies), seconds, latencies, statuses, cpu,
+                    errors)
+    print(f"  {name:28} {result.rate:8.1f} req/s", file=sys.stderr, flush=True)
+    return result
+
+
+def etag_of(url: str, path: str, headers: dict[str, str] | None = None) -> str:
+    got = httpx.get(url + path, headers=headers, timeout=60)
+    assert got.status_code == 200, (path, got.status_code, got.text[:200])
+    return got.headers["etag"]
+
+
+def deep_cursor_path(url: str, headers: dict[str, str], pages: int) -> str:
+    """The list's URL of page `pages`, found by walking `next_cursor`."""
+    path = LIST
+    for _ in range(pages - 1):
+        body = httpx.get(url + path, headers=headers, timeout=60).json()
+        if not body.get("next_cursor"):
+            break
+        path = f"{LIST}&cursor={body['next_cursor']}"
+    return path
+
+
+def cases(app: Child, bare: Child, public_ids: Sequence[str],
+          notes: list[str]) -> list[Case]:
+    paths = set(httpx.get(app.url + "/openapi.json", timeout=60).json()["paths"])
+    found: list[Case] = []
+    for name, path in ANSWERS.items():
+        if name in OPTIONAL and path not in paths:
+            notes.append(f"{path} is not served by this version: skipped")
+            continue
+        bare_path = f"/bare/bytes/{name}"
+        found.append(Case(f"warm {path}", fetch(path), ANONYMOUS, fetch(bare_path), ANONYMOUS,
+                          WARM_TARGET))
+        tag = {"If-None-Match": etag_of(app.url, path)}
+        bare_tag = {"If-None-Match": etag_of(bare.url, bare_path)}
+        found.append(Case(f"304 {path}", fetch(path, 304), tag, fetch(bare_path, 304),
+                          bare_tag, NOT_MODIFIED_TARGET))
+    rows = fetch(lambda rng: f"/bare/row/{rng.choice(public_ids)}")
+    for who, headers in (("anonymous", ANONYMOUS), ("reader", READER)):
+        deep = deep_cursor_path(app.url, headers, DEEP_PAGE)
+        found.append(Case(f"list page 1 ({who})", fetch(LIST), headers, rows, ANONYMOUS,
+                          LIST_TARGET))
+        found.append(Case(f"list page {DEEP_PAGE} ({who})", fetch(deep), headers, rows,
+                          ANONYMOUS, LIST_TARGET))
+    return found
+
+
+def bench_cases(app: Child, bare: Child, public_ids: Sequence[str],
+                args: argparse.Namespace, notes: list[str]) -> list[Measured]:
+    measured = []
+    for case in cases(app, bare, public_ids, notes):
+        bare_result = run(f"bare for {case.name}", bare, case.bare_unit, case.bare_headers,
+                          args)
+        app_result = run(case.name, app, case.unit, case.headers, args)
+        measured.append(Measured(case.name, app_result, bare_result, case.target))
+    return measured
+
+
+@dataclass
+class UnderWrites:
+    reads: Result
+    writes: int
+    write_errors: int
+    rate: float
+
+
+def bench_under_writes(app: Child, args: argparse.Namespace) -> UnderWrites:
+    """`/` read by the clients while creates land at `--write-rate` per second."""
+    stop = threading.Event()
+    written: list[int] = [0, 0]  # done, failed
+
+    def writer() -> None:
+        interval = 1.0 / args.write_rate
+        with _client(app.url, WRITER) as client:
+            next_at = time.perf_counter()
+            number = 0
+            while not stop.is_set():
+                number += 1
+                try:
+                    answer = client.post("/api/v1/incidents", json={
+                        "title": f"Flood {number}", "severity": "high",
+                        "affected_services": ["service-0"]})
+                    written[0 if answer.status_code == 201 else 1] += 1
+                except httpx.HTTPError:
+                    written[1] += 1
+                next_at += interval
+                time.sleep(max(0.0, next_at - time.perf_counter()))
+
+    thread = threading.Thread(target=writer, daemon=True)
+    began = time.perf_counter()
+    thread.start()
+    try:
+        reads = run("/ under writes", app, fetch("/"), ANONYMOUS, argparse.Namespace(
+            **{**vars(args), "requests": args.write_requests, "warmup": 10}))
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    seconds = time.perf_counter() - began
+    return UnderWrites(reads, written[0], written[1], written[0] / seconds)
+
+
+@contextlib.contextmanager
+def processes(url: str, workdir: Path, count: int) -> Iterator[Child]:
+    """`count` API processes on one port (SO_REUSEPORT); the first child stands for all."""
+    port = free_port()
+    with contextlib.ExitStack() as stack:
+        children = [stack.enter_context(server(
+            "app", url, workdir, port=port, reuse_port=True, name=f"app-{count}-{n}"))
+            for n in range(count)]
+        yield children[0]
+
+
+def print_figures(measured: Sequence[Measured], under: UnderWrites | None,
+                  scaling: dict[int, Result], notes: Sequence[str]) -> None:
+    header = (f"{'case':34} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'cpu ms/req':>10} "
+              f"{'bare req/s':>10} {'bare cpu':>8} {'vs bare':>8} {'target':>7}")
+    print(header)
+    print("-" * len(header))
+    for m in measured:
+        cpu = (f"{m.app.server_cpu / m.app.requests * 1000:10.2f}"
+               if m.app.server_cpu is not None else f"{'-':>10}")
+        bare_cpu = (f"{m.bare.server_cpu / m.bare.requests * 1000:8.2f}"
+                    if m.bare.server_cpu is not None else f"{'-':>8}")
+        share = m.app.rate / m.bare.rate if m.bare.rate else 0.0
+        verdict = "ok" if share >= m.target else "BELOW"
+        print(f"{m.name[:34]:34} {m.app.rate:8.1f} {m.app.percentile(0.5):7.2f} "
+              f"{m.app.percentile(0.99):7.2f} {cpu} {m.bare.rate:10.1f} {bare_cpu} {share:8.0%} "
+              f"{m.target:6.0%} {verdict}")
+        if m.app.failed or m.bare.failed:
+            print(f"  errors: app {m.app.failed} {m.app.errors[:2]}, bare {m.bare.failed} "
+                  f"{m.bare.errors[:2]}")
+    if under is not None:
+        p99 = percentile(under.reads.latencies, 0.99)
+        print(f"\n/ while {under.rate:.1f} writes/s landed ({under.writes} creates, "
+              f"{under.write_errors} failed): {under.reads.rate:.1f} req/s, p50 "
+              f"{percentile(under.reads.latencies, 0.5):.2f} ms, p99 {p99:.2f} ms "
+              f"(target < {P99_TARGET_MS:.0f} ms: {'ok' if p99 < P99_TARGET_MS else 'ABOVE'})")
+    if scaling:
+        base = scaling.get(1)
+        for count, result in sorted(scaling.items()):
+            ratio = f"{result.rate / base.rate:.2f}x of 1 process" if base else ""
+            print(f"/ with {count} API process(es) on one port: {result.rate:.1f} req/s, "
+                  f"p99 {result.percentile(0.99):.2f} ms {ratio}")
+    for note in notes:
+        print(f"note: {note}")
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.public_reads",
+                                     description=__doc__.split("\n\n")[0] if __doc__ else "")
+    parser.add_argument("--incidents", type=int, default=100_000)
+    parser.add_argument("--services", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--requests", type=int, default=3000, help="per case")
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--write-rate", type=float, default=50.0)
+    parser.add_argument("--write-requests", type=int, default=500,
+                        help="reads of / while the writes land")
+    parser.add_argument("--processes", type=int, default=4)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_serve"]:
+        serve(argv[1:])
+        return
+    args = parse_args(argv)
+    from infra.bootstrap import bootstrap
+    from infra.settings import load_settings
+
+    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {args.incidents:,} "
+          f"incidents over {args.services} services, {args.concurrency} clients, "
+          f"{args.requests} requests a case", flush=True)
+    names = tuple(f"service-{n}" for n in range(args.services))
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="bench-public-reads-") as tmp, \
+            postgres_database() as url:
+        workdir = Path(tmp)
+        services = bootstrap(load_settings({"DATABASE_URL": url, "API_TOKENS": API_TOKENS}))
+        try:
+            loaded = load_incidents(services, args.incidents, args.batch, args.seed, names)
+        finally:
+            services.close()
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute("ANALYZE")
+        with server("app", url, workdir) as app, \
+                server("bare", url, workdir, app_url=app.url) as bare:
+            measured = bench_cases(app, bare, loaded.public_ids, args, notes)
+            under = bench_under_writes(app, args)
+            scaling = {1: run("/ with 1 process", app, fetch("/"), ANONYMOUS, args)}
+        with processes(url, workdir, args.processes) as many:
+            scaling[args.processes] = run(f"/ with {args.processes} processes", many,
+                                          fetch("/"), ANONYMOUS, args)
+    print()
+    print_figures(measured, under, scaling, notes)
+
+
+if __name__ == "__main__":
+    main()

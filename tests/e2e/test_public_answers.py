@@ -1,0 +1,238 @@
+"""Answers for a crowd (api/answer_cache.py), the JSON Feed and the badges, over HTTP on
+SQLite and PostgreSQL: anonymous reads are kept per read-model position and shared, answer
+304 to their ETag, tell CDNs how long to keep them and what they vary by, and still show a
+writer its own write at once."""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from api.answer_cache import PublicAnswers
+from infra.bootstrap import Services, bootstrap
+from infra.settings import Settings
+from tests.conftest import READER, WRITER, LiveServer, make_settings
+
+INCIDENTS = "/api/v1/incidents"
+JSON_FEED = f"{INCIDENTS}/feed.json"
+RSS = f"{INCIDENTS}/rss/feed"
+SVG = "{http://www.w3.org/2000/svg}"
+DEADLINE = 30.0
+ANONYMOUS_READS = ("/", INCIDENTS, f"{INCIDENTS}/status/summary", JSON_FEED, RSS,
+                   "/badge.svg", "/badge.svg?service=api")
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    # Feeds name their own URL: behind one address every process names the same.
+    return make_settings(database_url, PUBLIC_BASE_URL="https://status.example.com")
+
+
+def declare(http: httpx.Client, **fields: Any) -> str:
+    created = http.post(INCIDENTS, headers=WRITER, json={"title": "t", **fields})
+    assert created.status_code == 201, created.text
+    incident_id: str = created.json()["id"]
+    return incident_id
+
+
+def public_answers(server: LiveServer) -> PublicAnswers:
+    app: Any = server.server.config.app
+    found: PublicAnswers = app.state.public_answers
+    return found
+
+
+def badge_text(response: httpx.Response) -> list[str]:
+    """The badge's texts, from a strict XML parse of the SVG."""
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/svg+xml"
+    root = ET.fromstring(response.content)
+    assert root.tag == f"{SVG}svg"
+    assert int(root.attrib["width"]) > 0
+    assert root.attrib["height"] == "20"
+    return [t.text or "" for t in root.iter(f"{SVG}text")]
+
+
+def test_the_json_feed_has_the_required_fields_and_the_rss_feeds_items(
+        http: httpx.Client) -> None:
+    shown = declare(http, title="Checkout <errors> & more", public_message="Looking",
+                    affected_services=["checkout"], severity="high")
+    private = declare(http, title="Private one", is_public=False)
+    deleted = declare(http, title="Deleted one")
+    out_of_feeds = declare(http, title="Not in feeds", rss_enabled=False)
+    assert http.delete(f"{INCIDENTS}/{deleted}", headers=WRITER).status_code == 204
+    response = http.get(JSON_FEED)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/feed+json"
+    feed = response.json()
+    # JSON Feed 1.1: version, title and items are required; each item an id and content.
+    assert feed["version"] == "https://jsonfeed.org/version/1.1"
+    assert isinstance(feed["title"], str)
+    assert feed["title"]
+    assert feed["feed_url"] == "https://status.example.com" + JSON_FEED
+    assert isinstance(feed["items"], list)
+    for item in feed["items"]:
+        assert isinstance(item["id"], str)
+        assert item["id"]
+        assert isinstance(item.get("content_text", item.get("content_html")), str)
+        assert item["date_published"].endswith("Z")
+    ids = [item["id"].rsplit("/", 1)[1] for item in feed["items"]]
+    assert ids == [shown]
+    for hidden in (private, deleted, out_of_feeds):
+        assert hidden not in response.text
+    item = feed["items"][0]
+    assert item["title"] == "Checkout <errors> & more - Investigating"
+    assert item["content_text"] == "Looking"
+    assert item["_incident"] == {"status": "investigating", "severity": "high",
+                                 "incident_type": item["_incident"]["incident_type"],
+                                 "services": ["checkout"]}
+    # The same items, in the same order, as the RSS feed, with the same options.
+    rss = ET.fromstring(http.get(RSS).content)
+    assert [g.text for g in rss.iter("guid")] == [i["id"] for i in feed["items"]]
+    assert http.get(JSON_FEED, params={"service": "nowhere"}).json()["items"] == []
+    assert http.get(JSON_FEED, params={"max_items": 0}).status_code == 422
+
+
+def test_badges_are_valid_svg_and_count_only_public_incidents(http: httpx.Client) -> None:
+    assert badge_text(http.get("/badge.svg")) == ["status", "operational"]
+    # Private and deleted incidents never count, and a service only they name is unknown.
+    declare(http, is_public=False, severity="critical", affected_services=["secret-svc"])
+    deleted = declare(http, severity="critical", affected_services=["gone-svc"])
+    assert http.delete(f"{INCIDENTS}/{deleted}", headers=WRITER).status_code == 204
+    assert badge_text(http.get("/badge.svg")) == ["status", "operational"]
+    for name in ("secret-svc", "gone-svc", "nowhere"):
+        assert badge_text(http.get("/badge.svg", params={"service": name})) == [
+            name, "unknown"]
+    declare(http, severity="low", affected_services=["search"])
+    assert badge_text(http.get("/badge.svg")) == ["status", "degraded"]
+    assert badge_text(http.get("/badge.svg", params={"service": "search"})) == [
+        "search", "degraded"]
+    declare(http, severity="critical", affected_services=["api"])
+    assert badge_text(http.get("/badge.svg")) == ["status", "major outage"]
+    assert badge_text(http.get("/badge.svg", params={"service": "api"})) == [
+        "api", "major outage"]
+    assert badge_text(http.get("/badge.svg", params={"service": "checkout"})) == [
+        "checkout", "unknown"]
+    # A name is text, never markup.
+    odd = '<script>alert(1)</script> & "x"'
+    response = http.get("/badge.svg", params={"service": odd})
+    assert badge_text(response) == [odd, "unknown"]
+    assert b"<script>" not in response.content
+    assert http.get("/badge.svg", params={"service": ""}).status_code == 422
+    assert http.get("/badge.svg", params={"service": "x" * 101}).status_code == 422
+
+
+def test_anonymous_reads_answer_304_and_tell_caches_how_long(http: httpx.Client) -> None:
+    incident = declare(http, affected_services=["api"])
+    for path in (*ANONYMOUS_READS, f"{INCIDENTS}/{incident}", f"/incidents/{incident}"):
+        first = http.get(path)
+        assert first.status_code == 200, path
+        etag = first.headers["etag"]
+        cache_control = first.headers["cache-control"]
+        assert cache_control.startswith("public, max-age="), path
+        vary = {v.strip() for v in first.headers["vary"].split(",")}
+        assert {"Cookie", "Min-Position"} <= vary, path
+        # Only where a token shows more does the answer vary by it.
+        assert ("Authorization" in vary) == path.startswith(INCIDENTS + "/incident") or (
+            path in (INCIDENTS, f"{INCIDENTS}/status/summary")), path
+        again = http.get(path, headers={"If-None-Match": etag})
+        assert again.status_code == 304, path
+        assert again.content == b""
+        assert again.headers["etag"] == etag
+        assert http.get(path, headers={"If-None-Match": '"other"'}).status_code == 200
+        assert http.get(path).content == first.content
+    for path in ("/", INCIDENTS, "/badge.svg"):
+        cache_control = http.get(path).headers["cache-control"]
+        assert "s-maxage=" in cache_control
+        assert "stale-while-revalidate=" in cache_control
+    # With a token: never stored by a shared cache, and never the anonymous answer.
+    for path in (INCIDENTS, f"{INCIDENTS}/status/summary", f"{INCIDENTS}/{incident}"):
+        read = http.get(path, headers=READER)
+        assert read.headers["cache-control"] == "private, no-store"
+        assert "Authorization" in read.headers["vary"]
+        assert read.content != http.get(path).content or path.endswith("summary")
+    assert "internal_notes" in http.get(INCIDENTS, headers=READER).text
+    assert "internal_notes" not in http.get(INCIDENTS).text
+    private = declare(http, is_public=False)
+    assert private in http.get(INCIDENTS, headers=READER).text
+    assert private not in http.get(INCIDENTS).text
+    assert http.get(f"{INCIDENTS}/{private}").status_code == 404
+
+
+def test_one_answer_is_read_per_position_and_shared(http: httpx.Client,
+                                                    live_server: LiveServer) -> None:
+    declare(http, title="First")
+    first = http.get("/")
+    answers = public_answers(live_server)
+    renders = answers.renders[("page",)]
+    kept = answers.answers.get(("page",))
+    assert kept is not None
+    for _ in range(20):
+        again = http.get("/")
+        assert again.content == first.content
+        assert again.headers["etag"] == first.headers["etag"]
+    assert answers.renders[("page",)] == renders
+    assert answers.answers.get(("page",)) is kept  # the same object, served to all
+    # A write moves the read model: the next read reads again, once.
+    declare(http, title="Second one")
+    moved = http.get("/")
+    assert "Second one" in moved.text
+    assert moved.headers["etag"] != first.headers["etag"]
+    assert answers.renders[("page",)] == renders + 1
+    http.get("/")
+    assert answers.renders[("page",)] == renders + 1
+
+
+@pytest.fixture
+def follower_server(settings: Settings) -> Iterator[LiveServer]:
+    """A second API process's worth of parts on the same store, running no projectors:
+    it learns of the read models only by looking at their positions."""
+    services: Services = bootstrap(settings)
+    server = LiveServer(services)
+    server.start()
+    yield server
+    server.stop()
+    services.close()
+
+
+def test_a_writer_reads_its_write_at_once_and_every_process_agrees(
+        http: httpx.Client, follower_server: LiveServer) -> None:
+    declare(http, title="Before")
+    with httpx.Client(base_url=follower_server.url, timeout=30) as other:
+        warm = other.get("/")
+        assert "Before" in warm.text
+        assert other.get("/", headers={"If-None-Match": warm.headers["etag"]}).status_code == 304
+        # The writer writes through one process and reads through the other, naming its
+        # position (header, parameter or the cookie): the kept answer does not serve it.
+        created = http.post(INCIDENTS, headers=WRITER, json={"title": "Just written"})
+        position = created.headers["store-position"]
+        for asked in ({"headers": {"Min-Position": position}},
+                      {"params": {"min_position": position}},
+                      {"cookies": {"store_position": position}}):
+            fresh = httpx.get(follower_server.url + "/", timeout=30, **asked)  # type: ignore[arg-type]
+            assert fresh.status_code == 200
+            assert "Just written" in fresh.text, asked
+            listed = httpx.get(follower_server.url + INCIDENTS, timeout=30, **asked)  # type: ignore[arg-type]
+            assert created.json()["id"] in listed.text
+            svg = httpx.get(follower_server.url + JSON_FEED, timeout=30, **asked)  # type: ignore[arg-type]
+            assert created.json()["id"] in svg.text
+        # Anyone else sees it soon too (the process hears of the store's growth).
+        deadline = time.monotonic() + DEADLINE
+        while "Just written" not in other.get("/").text:
+            assert time.monotonic() < deadline, "the other process never saw the write"
+            time.sleep(0.05)
+    # Both processes at the same position: the same bytes and the same ETag (the other
+    # process may take a moment to hear that the read models moved).
+    for path in ANONYMOUS_READS:
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            mine, theirs = http.get(path), httpx.get(follower_server.url + path, timeout=30)
+            if mine.content == theirs.content:
+                break
+            assert time.monotonic() < deadline, (path, mine.text, theirs.text)
+            time.sleep(0.05)
+        assert mine.headers["etag"] == theirs.headers["etag"], path
