@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StringConstraints
 
 from api import feeds_xml, schemas
@@ -80,7 +81,9 @@ _RENDERERS: dict[str, Callable[[Channel, list[feeds_xml.Item]], bytes]] = {
     "rss": feeds_xml.rss, "atom": feeds_xml.atom, "json": json_feed}
 
 
-class JsonFeedResponse(Response):
+class JsonFeedResponse(JSONResponse):
+    """Documents the answer as JSON (its schema, not a string) of the feed's own type."""
+
     media_type = JSON_FEED_TYPE
 
 
