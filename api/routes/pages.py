@@ -11,7 +11,7 @@ forge across sites (see docs/pages.md).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -84,8 +84,10 @@ def _incident_page(queries: IncidentQueries, incident_id: str) -> Rendered:
 @router.get("/", response_class=HTMLResponse)
 async def status_page(request: Request, queries: Queries, reads: ServiceReads, clock: Clock,
                       _: Consistent) -> Response:
-    # The day bars count minutes up to now: the page is kept per minute too.
-    minute = clock().replace(second=0, microsecond=0)
+    # The day bars count minutes up to now: the page is kept per minute too, drawn as at
+    # the minute's end (whatever started within it already shows).
+    minute = clock().replace(second=0, microsecond=0) + timedelta(seconds=59,
+                                                                  microseconds=999_999)
     return await public_answer(request, ("page", minute),
                                lambda: _status_page(queries, reads, minute))
 
