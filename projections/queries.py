@@ -177,7 +177,8 @@ class IncidentQueries:
         page_sql, page_params = self.page_query(filters, audience=audience, limit=limit)
         with self.store.transaction() as tx:
             rows = named(_INCIDENT_COLUMNS, tx.execute(page_sql, page_params).fetchall())
-        return [_ROWS.incident(r, audience) for r in rows[:limit]]
+        now = self.clock()
+        return [_ROWS.incident(self._responded(r, now), audience) for r in rows[:limit]]
 
     def _where(self, filters: ListFilters, audience: Audience
                ) -> tuple[list[str], list[Any]]:

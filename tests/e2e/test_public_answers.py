@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -163,8 +164,26 @@ def test_anonymous_reads_answer_304_and_tell_caches_how_long(http: httpx.Client)
     assert http.get(f"{INCIDENTS}/{private}").status_code == 404
 
 
-def test_one_answer_is_read_per_position_and_shared(http: httpx.Client,
-                                                    live_server: LiveServer) -> None:
+@pytest.fixture
+def still_server(settings: Settings) -> Iterator[tuple[httpx.Client, LiveServer]]:
+    """A server whose clock stands still, so the status page's minute never turns."""
+    moment = datetime.now(UTC)
+    built = bootstrap(settings, clock=lambda: moment)
+    built.start_projections()
+    server = LiveServer(built)
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            yield client, server
+    finally:
+        server.stop()
+        built.close()
+
+
+def test_one_answer_is_read_per_position_and_shared(
+    still_server: tuple[httpx.Client, LiveServer]
+) -> None:
+    http, live_server = still_server
     declare(http, title="First")
     first = http.get("/")
     answers = public_answers(live_server)
