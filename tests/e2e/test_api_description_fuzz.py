@@ -9,6 +9,7 @@ import itertools
 import os
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -30,6 +31,11 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 ADMIN = {"Authorization": f"Bearer {TOKENS['admin']}"}
 # A live stream never ends by itself: its answers are checked in tests/e2e/test_stream.py.
 ENDLESS = {("GET", "/api/v1/events/stream")}
+# schemathesis's own strategies draw from the `random` module, which hypothesis reports now
+# and then as a deprecation; it says nothing about this service.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies"
+    ":hypothesis.errors.HypothesisDeprecationWarning")
 
 
 def test_generated_requests_get_documented_answers(live_server: LiveServer) -> None:
