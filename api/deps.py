@@ -11,10 +11,11 @@ from fastapi import Depends, Header, Request
 
 from api.problems import Problem
 from commands.application import IncidentCommands
+from domain.response import SYSTEM_KEY_PREFIX
 from infra.bootstrap import Services
 from infra.event_log import EventLog
 from infra.relay import Relay
-from infra.timers import SYSTEM_KEY_PREFIX, Timers
+from infra.timers import Timers
 from projections.queries import IncidentQueries
 from projections.reports import LifecycleReports
 from projections.service_queries import ServiceQueries

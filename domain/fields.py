@@ -94,11 +94,13 @@ INCIDENT_FIELDS: tuple[Field, ...] = (
     # The response (domain/response.py): reader-only, like every figure of how the team
     # performs against its own targets.
     Field("acknowledged_at", datetime, "when the first status update after the declaration "
-          "was posted (the response); null until then", nullable=True, internal=True),
+          "was posted by someone (the response; the service's own updates do not count); "
+          "null until then", nullable=True, internal=True),
     Field("response_due_at", datetime, "when the response is due: the declaration plus the "
-          "target for the incident's severity (RESPONSE_TARGETS)", internal=True, derived=True),
+          "target for the incident's severity (RESPONSE_TARGETS); null for a maintenance, "
+          "which has no response target", nullable=True, internal=True, derived=True),
     Field("response_breached", bool, "the response came after it was due, or it is due and "
-          "has not come", internal=True, derived=True),
+          "has not come (never for a maintenance)", internal=True, derived=True),
     Field("update_overdue", bool, "an active incident whose public has heard nothing (a "
           "status update with a public message, or the declaration) for "
           "UPDATE_REMINDER_MINUTES", internal=True, derived=True),

@@ -1,8 +1,10 @@
 """Response targets and update reminders: how soon the team must answer an incident, and
 how often it must tell the public.
 
-The response is the first status update after the declaration; it is due the target for
-the incident's severity after the declaration. An active incident is overdue for an update
+The response is the first status update after the declaration posted by someone (the
+service's own updates at its deadlines, `infra/timers.py`, are not a response); it is due
+the target for the incident's severity after the declaration. A maintenance has no
+response target: it is planned, not answered. An active incident is overdue for an update
 when the public has heard nothing (a status update with a public message, or the
 declaration) for the reminder interval. Pure: the moment to judge at comes from the caller.
 """
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
-from domain.values import Severity, Status
+from domain.values import IncidentType, Severity, Status
 
 # From the product description: critical first, minor last.
 DEFAULT_TARGETS: Mapping[Severity, timedelta] = MappingProxyType({
@@ -25,11 +27,25 @@ DEFAULT_TARGETS: Mapping[Severity, timedelta] = MappingProxyType({
     Severity.MINOR: timedelta(hours=48),
 })
 DEFAULT_REMINDER = timedelta(minutes=30)
+# The request keys of the service's own status updates start with this (clients' are
+# refused): the mark, in the event itself, of an update whose actor is `system`.
+SYSTEM_KEY_PREFIX = "system:"
+
+
+def is_response(request_key: str | None) -> bool:
+    """Whether a status update with this request key can be the response: one posted by
+    someone, not by the service itself."""
+    return not (request_key or "").startswith(SYSTEM_KEY_PREFIX)
+
+
+def has_target(incident_type: IncidentType | str) -> bool:
+    """Whether incidents of this type have a response target (a maintenance has none)."""
+    return IncidentType(incident_type) is not IncidentType.MAINTENANCE
 
 
 @dataclass(frozen=True)
 class ResponseFacts:
-    due_at: datetime
+    due_at: datetime | None  # None: no target (a maintenance)
     breached: bool
     update_overdue: bool
 
@@ -57,14 +73,15 @@ class ResponsePolicy:
         return None if now <= due else False
 
     def facts(self, *, declared_at: datetime, severity: Severity | str, status: Status | str,
-              acknowledged_at: datetime | None, public_update_at: datetime,
-              now: datetime) -> ResponseFacts:
+              incident_type: IncidentType | str, acknowledged_at: datetime | None,
+              public_update_at: datetime, now: datetime) -> ResponseFacts:
         """The response's due time, whether it is breached, and whether an update is
         overdue, as they stand at `now`."""
+        targeted = has_target(incident_type)
         return ResponseFacts(
-            due_at=self.due_at(declared_at, severity),
+            due_at=self.due_at(declared_at, severity) if targeted else None,
             # A scheduled maintenance waits for its window, not for a response.
-            breached=Status(status) is not Status.SCHEDULED
+            breached=targeted and Status(status) is not Status.SCHEDULED
             and self.met(declared_at, severity, acknowledged_at, now) is False,
             update_overdue=Status(status).is_active and now - public_update_at > self.reminder,
         )

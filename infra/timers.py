@@ -25,6 +25,7 @@ from typing import Any
 from commands.application import CommandError, IncidentCommands, NewUpdate
 from commands.cloudevents import SYSTEM_ACTOR
 from domain.errors import IncidentRuleError
+from domain.response import SYSTEM_KEY_PREFIX
 from domain.values import Status, UpdateType
 from infra.database import Database
 from infra.follower import Backoff, describe
@@ -42,7 +43,6 @@ log = logging.getLogger("product_status.timers")
 
 NAME = "timers"
 BATCH = 500  # deadlines acted on between two looks at the read model
-SYSTEM_KEY_PREFIX = "system:"  # of the service's own request keys (clients' are refused)
 MAINTENANCE_STARTED = "Maintenance in progress"
 MAINTENANCE_COMPLETED = "Maintenance completed"
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from domain.fields import DECLARED_FIELDS, UPDATE_FIELDS
 from domain.incident import Incident, IncidentEvent
+from domain.response import is_response
 from domain.values import Status
 
 Record = dict[str, Any]
@@ -67,8 +68,9 @@ def evolve(record: Record | None, event: IncidentEvent) -> Record:
         update["created_at"] = event.timestamp
         # Reopening (an update back to an active state) clears the resolution time.
         resolved_at = None if event.status.is_active else record["resolved_at"]
-        # The first update after the declaration is the response.
-        acknowledged_at = record["acknowledged_at"] or event.timestamp
+        # The first update after the declaration posted by someone is the response.
+        acknowledged_at = record["acknowledged_at"] or (
+            event.timestamp if is_response(event.request_key) else None)
         told = event.timestamp if is_public_update(event) else record[PUBLIC_UPDATE_AT]
         return {**record, "status": event.status, "resolved_at": resolved_at,
                 "acknowledged_at": acknowledged_at, PUBLIC_UPDATE_AT: told,

@@ -1,6 +1,6 @@
-"""Read model `incident_lifecycle`: one row per incident with the moments its reports are
-measured from (declared, acknowledged, resolved), how long it spent in each status, and the
-services it affects (a side table, for the report's filter).
+"""Read model `incident_lifecycle`: one row per incident with its type and the moments its
+reports are measured from (declared, acknowledged by someone, resolved), how long it spent
+in each status, and the services it affects (a side table, for the report's filter).
 
 Figures that depend on the settings (response targets) or on the present (time in the
 current status) are worked out when a report is asked for (`projections/reports.py`), so the
@@ -13,11 +13,12 @@ import json
 from typing import Any, ClassVar
 
 from domain.incident import Incident
-from domain.values import Severity, Status
+from domain.response import is_response
+from domain.values import IncidentType, Severity, Status
 from projections.base import Cursor, NameLists, Projection, RowBuffer, handles, micros
 
-COLUMNS = ("id", "severity", "start_time", "created_at", "acknowledged_at", "resolved_at",
-           "status", "status_since", "status_micros", "deleted")
+COLUMNS = ("id", "severity", "incident_type", "start_time", "created_at", "acknowledged_at",
+           "resolved_at", "status", "status_since", "status_micros", "deleted")
 
 
 def dump_durations(durations: dict[str, int]) -> str:
@@ -43,7 +44,8 @@ class IncidentLifecycle(Projection):
         incidents, services = (self.t(n) for n in self.tables)
         return [
             f"""CREATE TABLE IF NOT EXISTS {incidents} (
-                id TEXT PRIMARY KEY, severity TEXT NOT NULL, start_time BIGINT NOT NULL,
+                id TEXT PRIMARY KEY, severity TEXT NOT NULL, incident_type TEXT NOT NULL,
+                start_time BIGINT NOT NULL,
                 created_at BIGINT NOT NULL, acknowledged_at BIGINT, resolved_at BIGINT,
                 status TEXT NOT NULL, status_since BIGINT NOT NULL,
                 status_micros TEXT NOT NULL, deleted BOOLEAN NOT NULL)""",
@@ -58,6 +60,7 @@ class IncidentLifecycle(Projection):
     def _created(self, event: Incident.Created, cursor: Cursor, position: int) -> None:
         at = micros(event.timestamp)
         self.rows.put({"id": event.originator_id, "severity": event.severity.value,
+                       "incident_type": IncidentType(event.incident_type).value,
                        "start_time": micros(event.start_time), "created_at": at,
                        "acknowledged_at": None, "resolved_at": None,
                        "status": Status(event.status).value, "status_since": at,
@@ -72,6 +75,8 @@ class IncidentLifecycle(Projection):
         values: dict[str, Any] = {}
         if "severity" in changes:
             values["severity"] = Severity(changes["severity"]).value
+        if "incident_type" in changes:
+            values["incident_type"] = IncidentType(changes["incident_type"]).value
         if "start_time" in changes:
             values["start_time"] = micros(changes["start_time"])
         if "affected_services" in changes:
@@ -85,7 +90,8 @@ class IncidentLifecycle(Projection):
         assert row is not None, f"no lifecycle row for {event.originator_id}"
         at = micros(event.timestamp)
         values: dict[str, Any] = {}
-        if row["acknowledged_at"] is None:  # the first update is the response
+        # The first update posted by someone is the response (not the service's own).
+        if row["acknowledged_at"] is None and is_response(event.request_key):
             values["acknowledged_at"] = at
         status = Status(event.status).value
         if status != row["status"]:

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from domain.fields import INCIDENT, STORED_FIELDS
 from domain.incident import Incident
+from domain.response import is_response
 from domain.values import Status
 from projections.base import Cursor, NameLists, Projection, RowBuffer, handles, micros
 from projections.columns import column_definitions, to_column
@@ -80,7 +81,8 @@ class IncidentList(Projection):
     def _update_added(self, event: Incident.UpdateAdded, cursor: Cursor, position: int) -> None:
         values: dict[str, Any] = {"status": to_column(INCIDENT["status"], event.status)}
         row = self.rows.get(cursor, event.originator_id)
-        if row is not None and row["acknowledged_at"] is None:  # the response
+        if (row is not None and row["acknowledged_at"] is None
+                and is_response(event.request_key)):  # the response
             values["acknowledged_at"] = micros(event.timestamp)
         if is_public_update(event):
             values[PUBLIC_UPDATE_AT] = micros(event.timestamp)

@@ -124,10 +124,11 @@ def with_response(record: Mapping[str, Any], policy: ResponsePolicy, now: dateti
     acknowledged = record["acknowledged_at"]
     facts = policy.facts(
         declared_at=read(record["created_at"]), severity=record["severity"],
-        status=record["status"],
+        status=record["status"], incident_type=record["incident_type"],
         acknowledged_at=None if acknowledged is None else read(acknowledged),
         public_update_at=read(record[PUBLIC_UPDATE_AT]), now=now)
-    return {**record, "response_due_at": write(facts.due_at),
+    return {**record,
+            "response_due_at": None if facts.due_at is None else write(facts.due_at),
             "response_breached": facts.breached, "update_overdue": facts.update_overdue}
 
 

@@ -3,12 +3,15 @@ and resolved, how often the response targets are met, and how long incidents spe
 each active status, overall, per severity and per week.
 
 Every duration is measured from the declaration (`created_at`): the acknowledgement is the
-first status update, the resolution the last time it was resolved (a reopened incident
-counts once it is resolved again). Time in a status adds up every stay in it, the current
-one up to now while the incident is active. Medians and 90th percentiles interpolate
-linearly between the closest ranks (numpy's default), in seconds. The filters select
-incidents by start time (as the incident list's `since` and `until` do), affected service
-and severity; deleted incidents never count.
+first status update posted by someone (not the service's own), the resolution the last time
+it was resolved (a reopened incident counts once it is resolved again). A maintenance has
+no response target: it counts in `count`, `resolved` and time in status, but not in the
+times to acknowledge and to resolve nor in the target ratio (its end is planned, not a
+repair, and would only blur how fast incidents are answered and fixed). Time in a status
+adds up every stay in it, the current one up to now while the incident is active. Medians
+and 90th percentiles interpolate linearly between the closest ranks (numpy's default), in
+seconds. The filters select incidents by start time (as the incident list's `since` and
+`until` do), affected service and severity; deleted incidents never count.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from domain.response import ResponsePolicy
+from domain.response import ResponsePolicy, has_target
 from domain.values import Severity, Status
 from domain.visibility import VISIBLE, Audience, where
 from projections.base import ReadStore, micros, moment
@@ -45,6 +48,7 @@ class Lived:
     """One incident's life as a report sees it at `now`."""
 
     severity: str
+    incident_type: str
     start_time: datetime
     declared_at: datetime
     acknowledged_at: datetime | None
@@ -57,14 +61,20 @@ class Lived:
         return self.status in _CLOSED
 
     @property
+    def targeted(self) -> bool:
+        """Whether it has a response target and counts in the times to acknowledge and to
+        resolve (not a maintenance)."""
+        return has_target(self.incident_type)
+
+    @property
     def to_acknowledge(self) -> float | None:
-        if self.acknowledged_at is None:
+        if self.acknowledged_at is None or not self.targeted:
             return None
         return (self.acknowledged_at - self.declared_at).total_seconds()
 
     @property
     def to_resolve(self) -> float | None:
-        if not self.resolved or self.resolved_at is None:
+        if not self.resolved or self.resolved_at is None or not self.targeted:
             return None
         return (self.resolved_at - self.declared_at).total_seconds()
 
@@ -92,8 +102,8 @@ def median(values: Sequence[float]) -> float | None:
 def figures(incidents: Sequence[Lived], policy: ResponsePolicy, now: datetime
             ) -> dict[str, Any]:
     """One report's figures (`R` of the API) for these incidents."""
-    judged = [met for i in incidents
-              if (met := policy.met(i.declared_at, i.severity, i.acknowledged_at, now))
+    judged = [met for i in incidents if i.targeted
+              and (met := policy.met(i.declared_at, i.severity, i.acknowledged_at, now))
               is not None]
     return {
         "count": len(incidents),
@@ -188,7 +198,8 @@ class LifecycleReports:
             in_status[status] = (in_status.get(status, 0.0)
                                  + (now - moment(row["status_since"])).total_seconds())
         return Lived(
-            severity=row["severity"], start_time=moment(row["start_time"]),
+            severity=row["severity"], incident_type=row["incident_type"],
+            start_time=moment(row["start_time"]),
             declared_at=moment(row["created_at"]),
             acknowledged_at=None if row["acknowledged_at"] is None
             else moment(row["acknowledged_at"]),

@@ -4,6 +4,7 @@ moved by hand): every figure checked exactly, the filters, the same answer after
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -203,3 +204,72 @@ def test_the_report_needs_a_reader_token(http: httpx.Client) -> None:
     assert anonymous.headers["content-type"] == "application/problem+json"
     wrong = http.get(REPORT, headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401
+
+
+@pytest.fixture
+def timed(database_url: str, clock: Clock) -> Iterator[tuple[Services, httpx.Client]]:
+    """Auto-resolve after one hour; the read models catch up and the timers act when the
+    test says so."""
+    built = bootstrap(make_settings(database_url, INCIDENT_AUTO_RESOLVE_HOURS="1"),
+                      clock=clock)
+    server = LiveServer(built)
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            yield built, client
+    finally:
+        server.stop()
+        built.close()
+
+
+def tick(services: Services) -> None:
+    """The read models catch up, the timers act on what is due, the read models again."""
+    services.projector.catch_up()
+    services.timers.apply_due()
+    services.projector.catch_up()
+
+
+def test_the_services_own_updates_are_no_response_and_a_maintenance_has_no_target(
+        timed: tuple[Services, httpx.Client], clock: Clock) -> None:
+    services, http = timed
+    at(clock, 0)
+    silent = declare(http, title="A", severity="critical")  # target 15 min; never answered
+    window = declare(http, title="M", severity="critical", incident_type="maintenance",
+                     scheduled_start=(T0 + timedelta(minutes=30)).isoformat(),
+                     scheduled_end=(T0 + timedelta(minutes=50)).isoformat())
+    answered = declare(http, title="B", severity="critical")
+    at(clock, 10)
+    update(http, answered, status="identified")  # 600 s: in time
+    at(clock, 20)
+    update(http, answered, status="resolved")  # 1,200 s
+    at(clock, 35)
+    tick(services)  # the maintenance starts
+    at(clock, 55)
+    tick(services)  # ... and completes
+    at(clock, 61)
+    tick(services)  # the silent one is resolved by the service after an hour
+    at(clock, 120)
+    # Every status update of A and M was the service's own (the CloudEvents' actor).
+    assert [(e.subject, json.loads(e.document)["actor"])
+            for e in services.event_log.read(0, 100) if e.type.endswith("update_added")
+            and e.subject != answered] == [(window, "system"), (window, "system"),
+                                           (silent, "system")]
+    one = http.get(f"/api/v1/incidents/{silent}", headers=READER).json()
+    assert (one["status"], one["acknowledged_at"], one["response_breached"]) == (
+        "resolved", None, True)
+    one = http.get(f"/api/v1/incidents/{window}", headers=READER).json()
+    assert (one["status"], one["acknowledged_at"], one["response_due_at"],
+            one["response_breached"]) == ("resolved", None, None, False)
+    listed = {i["id"]: i
+              for i in http.get("/api/v1/incidents", headers=READER).json()["items"]}
+    assert (listed[silent]["acknowledged_at"], listed[silent]["response_breached"]) == (
+        None, True)
+    assert (listed[window]["acknowledged_at"], listed[window]["response_due_at"],
+            listed[window]["response_breached"]) == (None, None, False)
+    overall = report(http)["overall"]
+    assert (overall["count"], overall["resolved"]) == (3, 3)
+    # Only B was answered (by someone); A's response never came: one in two met. The
+    # maintenance counts in neither, nor in the time to resolve.
+    assert overall["mtta_seconds"] == {"median": 600.0, "p90": 600.0}
+    assert overall["response_target_met_ratio"] == 0.5
+    assert overall["mttr_seconds"] == {"median": 2430.0, "p90": 3414.0}

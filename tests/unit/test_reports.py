@@ -10,7 +10,7 @@ from starlette.datastructures import QueryParams
 from api.pages.charts import Series, bars, line_chart, stacked_bars
 from api.pages.reports import duration, read_report_form
 from domain.response import ResponsePolicy
-from projections.reports import Lived, quantile, spread, week_of, weekly
+from projections.reports import Lived, figures, quantile, spread, week_of, weekly
 
 T0 = datetime(2026, 3, 4, 15, 0, tzinfo=UTC)  # a Wednesday
 SVG = "{http://www.w3.org/2000/svg}"
@@ -25,8 +25,9 @@ def test_percentiles_interpolate_between_the_closest_ranks() -> None:
 
 
 def _lived(start: datetime, severity: str = "high", ack: float | None = None,
-           resolved: float | None = None) -> Lived:
-    return Lived(severity=severity, start_time=start, declared_at=start,
+           resolved: float | None = None, incident_type: str = "outage") -> Lived:
+    return Lived(severity=severity, incident_type=incident_type, start_time=start,
+                 declared_at=start,
                  acknowledged_at=None if ack is None else start + timedelta(seconds=ack),
                  resolved_at=None if resolved is None else start + timedelta(seconds=resolved),
                  status="resolved" if resolved is not None else "investigating",
@@ -88,3 +89,16 @@ def test_charts_are_well_formed_svg_images() -> None:
 def test_durations_read_as_people_say_them() -> None:
     assert [duration(s) for s in (None, 45, 1200, 9000, 3 * 86_400)] == [
         "none", "45 s", "20 min", "2.5 h", "3 days"]
+
+
+def test_a_maintenance_counts_but_has_no_response_nor_repair_times() -> None:
+    maintenance = _lived(T0, "high", ack=60, resolved=7200, incident_type="maintenance")
+    outage = _lived(T0, "high", ack=600, resolved=1200)
+    report = figures([maintenance, outage], ResponsePolicy(), T0 + timedelta(days=1))
+    assert (report["count"], report["resolved"]) == (2, 2)
+    assert report["mtta_seconds"] == {"median": 600.0, "p90": 600.0}
+    assert report["mttr_seconds"] == {"median": 1200.0, "p90": 1200.0}
+    assert report["response_target_met_ratio"] == 1.0
+    late = _lived(T0, "high", incident_type="maintenance")  # never answered, nor judged
+    assert figures([late], ResponsePolicy(), T0 + timedelta(days=1))[
+        "response_target_met_ratio"] is None

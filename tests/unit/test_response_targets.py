@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from domain.response import DEFAULT_TARGETS, ResponsePolicy
+from domain.response import DEFAULT_TARGETS, ResponsePolicy, is_response
 from domain.values import Severity, Status
 from infra.settings import SettingsError, load_settings
 
@@ -80,7 +80,8 @@ def test_the_response_is_judged_at_the_moment_asked() -> None:
     def facts(now: datetime, acknowledged: datetime | None = None,
               told: datetime = T0, status: Status = Status.INVESTIGATING) -> tuple[bool, bool]:
         found = policy.facts(declared_at=T0, severity="critical", status=status,
-                             acknowledged_at=acknowledged, public_update_at=told, now=now)
+                             incident_type="outage", acknowledged_at=acknowledged,
+                             public_update_at=told, now=now)
         assert found.due_at == T0 + timedelta(minutes=5)
         return found.breached, found.update_overdue
 
@@ -96,3 +97,19 @@ def test_the_response_is_judged_at_the_moment_asked() -> None:
     assert facts(T0 + 31 * minute, acknowledged=T0 + minute, status=Status.RESOLVED) \
         == (False, False)
     assert facts(T0 + 31 * minute, status=Status.SCHEDULED) == (False, False)
+
+
+def test_a_maintenance_has_no_response_target() -> None:
+    policy = ResponsePolicy()
+    found = policy.facts(declared_at=T0, severity="critical", status=Status.MONITORING,
+                         incident_type="maintenance", acknowledged_at=None,
+                         public_update_at=T0, now=T0 + timedelta(days=1))
+    assert found.due_at is None
+    assert not found.breached
+    assert found.update_overdue  # the public still hears of it
+
+
+def test_only_the_services_own_request_keys_mark_an_update_that_is_not_a_response() -> None:
+    assert is_response(None)
+    assert is_response("client-key-1")
+    assert not is_response("system:auto_resolve:v3")
