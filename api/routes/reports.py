@@ -3,8 +3,6 @@ read model."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
@@ -12,19 +10,13 @@ from api.auth import Reader
 from api.consistency import Consistent
 from api.deps import Reports
 from api.filters import ReportQuery
-from api.problems import PROBLEM, problem_schema
 from api.schemas import LifecycleReport
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {PROBLEM: {"schema": problem_schema()}}}
-
-
-@router.get("/lifecycle", response_model=LifecycleReport, responses={
-    401: _problem("no valid token"), 403: _problem("the token's role is too small"),
-    422: _problem("a filter is not valid (each bad one is named)")})
+# Its error answers (401, 422, ...) are documented with every route's (`api/answers.py`).
+@router.get("/lifecycle", response_model=LifecycleReport)
 def lifecycle_report(_caller: Reader, reports: Reports, _: Consistent,
                      filters: ReportQuery) -> JSONResponse:
     """Median and 90th percentile times to acknowledge and to resolve, the share of
