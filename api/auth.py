@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 from api.problems import Problem
 from api.rate_limits import failed_authentication, refuse_blocked_address, take_write
 from domain.visibility import Audience
-from infra.settings import Role
+from infra.token_settings import Role
 from infra.tokens import Authenticator, Principal
 
 _RANK: dict[str, int] = {"reader": 1, "writer": 2, "admin": 3}

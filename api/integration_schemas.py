@@ -12,7 +12,7 @@ from api.schemas import Flag, Storable, not_null
 from domain.incident import event_type_named
 from domain.values import Severity
 from infra.integrations.config import Kind
-from infra.settings import is_mail_address
+from infra.mail_settings import is_mail_address
 
 _ROUTING_KEY = re.compile(r"^[\x21-\x29\x2b-\x7e]{1,128}$")  # visible ASCII but '*'
 

@@ -11,7 +11,8 @@ import time
 from starlette.datastructures import State
 
 from api.problems import Problem
-from infra.settings import Settings, open_files_limit
+from infra.serving_limits import open_files_limit
+from infra.settings import Settings
 
 log = logging.getLogger("product_status.stream")
 

@@ -75,7 +75,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from infra.bootstrap import bootstrap
     from infra.http_server import Server, ServerLimits, server_config
     from infra.metrics import process_exited
-    from infra.settings import open_files_limit
+    from infra.serving_limits import open_files_limit
 
     open_files = open_files_limit()
     try:

@@ -8,7 +8,8 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from infra.settings import ROLES, Settings
+from infra.settings import Settings
+from infra.token_settings import ROLES
 
 
 def _days(text: str) -> int:

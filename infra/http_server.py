@@ -35,7 +35,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
-from infra.settings import Settings, reserved_files
+from infra.serving_limits import reserved_files
+from infra.settings import Settings
 
 log = logging.getLogger("product_status.server")
 

@@ -1,124 +1,34 @@
-"""All settings, read from the environment by one class that refuses bad values."""
+"""All settings, read from the environment by one class that refuses bad values.
+
+The parsing of the longer ones lives beside it: `infra.mail_settings` (SMTP_URL, mail
+addresses), `infra.token_settings` (API_TOKENS), `infra.response_settings`
+(RESPONSE_TARGETS) and `infra.serving_limits` (what the open-files limit allows)."""
 
 from __future__ import annotations
 
 import re
-import resource
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import timedelta
-from email.utils import parseaddr
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Literal, Self
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from commands.cloudevents import SYSTEM_ACTOR
 from domain.response import ResponsePolicy
 from domain.values import Severity
+from infra.mail_settings import check_from_address, smtp_server
 from infra.response_settings import parse_response_targets
+from infra.serving_limits import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_EVENT_STREAMS,
+    reserved_files,
+)
+from infra.token_settings import ConfiguredToken, parse_api_tokens
 
-Role = Literal["reader", "writer", "admin"]
-ROLES: tuple[Role, ...] = ("reader", "writer", "admin")
 _SUBJECT_TOKEN = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
-DEFAULT_MAX_CONNECTIONS = 10_000  # the ceiling of the derived connection cap
-DEFAULT_MAX_EVENT_STREAMS = 500  # the ceiling of the derived live stream cap
-# A mail address as integrations accept it: local@domain, no spaces or controls.
-_MAILBOX = re.compile(r"^[^@\s<>()\[\],;:\"\\]{1,64}@[A-Za-z0-9.-]{1,253}$")
-
-
-def is_mail_address(text: str) -> bool:
-    return _MAILBOX.match(text) is not None and ".." not in text
-
-
-@dataclass(frozen=True)
-class SmtpServer:
-    """Where mail goes, from SMTP_URL: smtp://[user:password@]host[:port][?starttls=true],
-    or smtps:// for TLS from the first byte."""
-
-    host: str
-    port: int
-    use_tls: bool
-    start_tls: bool
-    username: str | None
-    password: str | None = None
-
-
-def smtp_server(url: str) -> SmtpServer:
-    parts = urlsplit(url)
-    if parts.scheme not in ("smtp", "smtps"):
-        raise ValueError("must be an smtp:// or smtps:// URL")
-    if not parts.hostname:
-        raise ValueError("must name a host, e.g. smtp://mail.example.com:587?starttls=true")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError("has a port that is not a number from 1 to 65535") from None
-    query = parse_qs(parts.query)
-    unknown = set(query) - {"starttls"}
-    if unknown:
-        raise ValueError(f"unknown parameter {sorted(unknown)[0]!r}; only starttls is known")
-    flag = (query.get("starttls") or ["false"])[-1].lower()
-    if flag not in ("true", "false", "1", "0", "yes", "no"):
-        raise ValueError("starttls must be true or false")
-    start_tls = flag in ("true", "1", "yes")
-    use_tls = parts.scheme == "smtps"
-    if use_tls and start_tls:
-        raise ValueError("smtps:// is TLS already; starttls=true is for smtp://")
-    return SmtpServer(
-        host=parts.hostname, port=port or (465 if use_tls else 587 if start_tls else 25),
-        use_tls=use_tls, start_tls=start_tls,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password is not None else None,
-    )
-# A token's name: what the audit log records as the actor of its commands.
-TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-def check_token_name(name: str) -> None:
-    """Raises ValueError unless `name` may name a token."""
-    if not TOKEN_NAME.match(name):
-        raise ValueError(f"a token name is 1-64 letters, digits, '.', '_' or '-' "
-                         f"(starting with a letter or digit), got {name!r}")
-    if name == SYSTEM_ACTOR:  # the actor of the service's own commands
-        raise ValueError(f"the name {SYSTEM_ACTOR!r} is reserved for the service's own actions")
-
-
-@dataclass(frozen=True)
-class ConfiguredToken:
-    """A token from API_TOKENS: its name (the actor of its commands), role and secret."""
-
-    name: str
-    role: Role
-    secret: str = field(repr=False)
-
-
-def parse_api_tokens(text: str) -> tuple[ConfiguredToken, ...]:
-    """`role:token` (named after the role) or `name:role:token` entries, comma-separated."""
-    found: list[ConfiguredToken] = []
-    for entry in filter(None, (e.strip() for e in text.split(","))):
-        parts = entry.split(":", 2)
-        if len(parts) == 3 and parts[1] in ROLES:
-            name, role, secret = parts
-        elif len(parts) >= 2 and parts[0] in ROLES:
-            name, role, secret = parts[0], parts[0], entry.partition(":")[2]
-        else:
-            shown = entry.split(":")[0]
-            raise ValueError(f"expected role:token or name:role:token entries separated by "
-                             f"commas with roles {', '.join(ROLES)}; an entry starting "
-                             f"{shown!r} is neither")
-        if not secret.strip():
-            raise ValueError(f"the token named {name!r} is empty")
-        check_token_name(name)
-        if any(t.name == name for t in found):
-            raise ValueError(f"two tokens are named {name!r}; name them name:role:token")
-        if any(t.secret == secret for t in found):
-            raise ValueError(f"the token named {name!r} is the same secret as another")
-        found.append(ConfiguredToken(name, role, secret))  # type: ignore[arg-type]
-    return tuple(found)
 
 
 class SettingsError(Exception):
@@ -293,9 +203,7 @@ class Settings(BaseSettings):
     @field_validator("email_from")
     @classmethod
     def _email_from(cls, value: str) -> str:
-        _, address = parseaddr(value)
-        if not _MAILBOX.match(address) or any(c in value for c in "\r\n"):
-            raise ValueError("must be a mail address, e.g. Status <status@example.com>")
+        check_from_address(value)  # raises ValueError naming what is wrong
         return value
 
     @model_validator(mode="after")
@@ -342,19 +250,6 @@ class Settings(BaseSettings):
             raise SettingsError(
                 f"MAX_EVENT_STREAMS: must be below the connection limit ({connections}, "
                 f"from the open-files limit {open_files}), or streams take every connection")
-
-
-def open_files_limit() -> int:
-    """The process's soft limit on open files (`ulimit -n`)."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return soft if soft != resource.RLIM_INFINITY else 1 << 20
-
-
-def reserved_files(open_files: int) -> int:
-    """Files kept out of the connection cap: the process's own (database files and
-    connections, one or more per worker thread) and sockets accepted but not yet counted.
-    A quarter of the limit, and at least 256 when the limit is 512 or more."""
-    return max(open_files // 4, min(256, open_files // 2))
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

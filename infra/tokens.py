@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from infra.database import Database, create_schema
-from infra.settings import ROLES, ConfiguredToken, Role, check_token_name
+from infra.token_settings import ROLES, ConfiguredToken, Role, check_token_name
 
 TABLE = "api_tokens"
 CACHE_SECONDS = 2.0  # a revoked token is refused by every process within this (and < 5 s)

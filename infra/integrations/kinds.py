@@ -21,7 +21,8 @@ from infra.integrations.messages import TEST_TYPE, Message
 from infra.integrations.occurrences import IncidentStates, Occurrence, visible_document
 from infra.integrations.senders import HttpSender, MailSender, Sender
 from infra.integrations.store import IntegrationStore
-from infra.settings import Settings, smtp_server
+from infra.mail_settings import smtp_server
+from infra.settings import Settings
 
 
 @dataclass(frozen=True)

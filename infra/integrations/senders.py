@@ -24,7 +24,7 @@ from infra.integrations.destinations import DestinationRefused, NetworkPolicy
 from infra.integrations.http_post import CannotConnect, Poster
 from infra.integrations.messages import Message
 from infra.integrations.store import Attempt
-from infra.settings import SmtpServer
+from infra.mail_settings import SmtpServer
 
 log = logging.getLogger("product_status.integrations")
 DELIVERY_TIMEOUT = 10.0

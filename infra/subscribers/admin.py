@@ -11,7 +11,8 @@ from urllib.parse import quote
 
 from infra.integrations.messages import Message, confirmation_mail
 from infra.integrations.senders import MailSender
-from infra.settings import Settings, smtp_server
+from infra.mail_settings import smtp_server
+from infra.settings import Settings
 from infra.subscribers.store import Confirmation, Subscriber, SubscriberStore
 
 log = logging.getLogger("product_status.subscribers")

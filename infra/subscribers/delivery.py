@@ -28,7 +28,7 @@ from infra.integrations.kinds import DeliveryContext
 from infra.integrations.messages import Message
 from infra.integrations.occurrences import IncidentStates, Occurrence, visible_document
 from infra.integrations.senders import MailSender, Sender
-from infra.settings import smtp_server
+from infra.mail_settings import smtp_server
 from infra.subscribers.store import FOLLOWER, Subscriber, SubscriberStore, unsubscribe_token
 
 log = logging.getLogger("product_status.subscribers")

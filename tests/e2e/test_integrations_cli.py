@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.settings import SettingsError, load_settings, smtp_server
+from infra.mail_settings import smtp_server
+from infra.settings import SettingsError, load_settings
 
 CLI = str(Path(sys.executable).parent / "product-status")
 
