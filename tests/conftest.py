@@ -64,12 +64,24 @@ def settings(database_url: str) -> Settings:
     return make_settings(database_url)
 
 
-@pytest.fixture
-def services(settings: Settings) -> Iterator[Services]:
+def running(settings: Settings, *, delivery: bool = False) -> Iterator[Services]:
+    """Services with the projectors running in the background (and the deliveries to
+    subscribers and integrations, with `delivery`), closed after."""
     built = bootstrap(settings)
     built.start_projections()
+    if delivery:
+        built.start_delivery()
     yield built
     built.close()
+
+
+def delivering(settings: Settings) -> Iterator[Services]:
+    yield from running(settings, delivery=True)
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    yield from running(settings)
 
 
 class LiveServer:

@@ -47,6 +47,11 @@ Page = Annotated[StatusPage, Depends(status_page)]
 V2 = "/api/v2"
 
 
+def _paged(page: StatusPage, **found: Any) -> JSONResponse:
+    """The page's own fields beside what was asked for."""
+    return _json({"page": page.page(), **found})
+
+
 def _json(body: dict[str, Any]) -> JSONResponse:
     return JSONResponse(body)
 
@@ -61,47 +66,40 @@ def summary(page: Page, _: Consistent) -> JSONResponse:
 @router.get(f"{V2}/status.json", response_model=V2Status)
 def status(page: Page, _: Consistent) -> JSONResponse:
     """The indicator (`none`, `minor`, `major`, `critical`) and its description."""
-    found = page.status()
-    return _json({"page": page.page(), "status": found})
+    return _paged(page, status=page.status())
 
 
 @router.get(f"{V2}/components.json", response_model=V2Components)
 def components(page: Page, _: Consistent) -> JSONResponse:
     """Every service, as a component."""
-    found = page.components()
-    return _json({"page": page.page(), "components": found})
+    return _paged(page, components=page.components())
 
 
 @router.get(f"{V2}/incidents.json", response_model=V2Incidents)
 def incidents(page: Page, _: Consistent) -> JSONResponse:
     """The 50 most recent incidents (maintenance aside)."""
-    found = page.incidents()
-    return _json({"page": page.page(), "incidents": found})
+    return _paged(page, incidents=page.incidents())
 
 
 @router.get(f"{V2}/incidents/unresolved.json", response_model=V2Incidents)
 def unresolved(page: Page, _: Consistent) -> JSONResponse:
     """Every incident not yet resolved (maintenance aside)."""
-    found = page.incidents(unresolved=True)
-    return _json({"page": page.page(), "incidents": found})
+    return _paged(page, incidents=page.incidents(unresolved=True))
 
 
 @router.get(f"{V2}/scheduled-maintenances.json", response_model=V2Maintenances)
 def maintenances(page: Page, _: Consistent) -> JSONResponse:
     """The 50 most recent maintenances."""
-    found = page.maintenances()
-    return _json({"page": page.page(), "scheduled_maintenances": found})
+    return _paged(page, scheduled_maintenances=page.maintenances())
 
 
 @router.get(f"{V2}/scheduled-maintenances/upcoming.json", response_model=V2Maintenances)
 def upcoming(page: Page, _: Consistent) -> JSONResponse:
     """Maintenances not yet started."""
-    found = page.maintenances(which="upcoming")
-    return _json({"page": page.page(), "scheduled_maintenances": found})
+    return _paged(page, scheduled_maintenances=page.maintenances(which="upcoming"))
 
 
 @router.get(f"{V2}/scheduled-maintenances/active.json", response_model=V2Maintenances)
 def active(page: Page, _: Consistent) -> JSONResponse:
     """Maintenances in progress."""
-    found = page.maintenances(which="active")
-    return _json({"page": page.page(), "scheduled_maintenances": found})
+    return _paged(page, scheduled_maintenances=page.maintenances(which="active"))

@@ -27,7 +27,7 @@ from infra.follower import Delivering, Unavailable
 from infra.integrations.config import DeliveryState, Integration
 from infra.integrations.kinds import DeliveryContext, message_for, sender_for
 from infra.integrations.occurrences import IncidentStates
-from infra.integrations.senders import Sender
+from infra.integrations.senders import HoldsSender, Sender
 from infra.integrations.store import POSITIONS, Attempt
 from infra.metrics import delivery_failed
 from infra.settings import Settings
@@ -72,7 +72,7 @@ def _no_turn() -> Iterator[None]:
     yield
 
 
-class IntegrationDelivery(Delivering):
+class IntegrationDelivery(HoldsSender, Delivering):
     """The handler of one integration's follower ("done": the destination accepted)."""
 
     batch_size = 250
@@ -102,14 +102,6 @@ class IntegrationDelivery(Delivering):
         self.saved = self.context.store.position(self.integration.id)
         self._wait_until_due()
         self.sender = sender_for(self.integration, self.context)
-
-    def close(self) -> None:
-        sender, self.sender = self.sender, None
-        if sender is not None:
-            sender.close()
-
-    def stopped(self) -> None:
-        self.close()
 
     def deliver(self, events: Sequence[StoredCloudEvent]) -> None:
         """Sends what the integration takes of these events, in order; raises

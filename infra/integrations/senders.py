@@ -40,6 +40,21 @@ class Sender(ABC):
         """Frees connections."""
 
 
+class HoldsSender:
+    """A delivery that holds a sender while it is active: closing it (or its follower
+    stopping) frees the sender's connections."""
+
+    sender: Sender | None = None
+
+    def close(self) -> None:
+        sender, self.sender = self.sender, None
+        if sender is not None:
+            sender.close()
+
+    def stopped(self) -> None:
+        self.close()
+
+
 def _attempt(message: Message, attempt: int, at: datetime, started: float, *,
              status: int | None = None, error: str | None = None) -> Attempt:
     delivered = error is None

@@ -27,7 +27,7 @@ from infra.integrations.delivery import RECORD_EVERY
 from infra.integrations.kinds import DeliveryContext
 from infra.integrations.messages import Message
 from infra.integrations.occurrences import IncidentStates, Occurrence, visible_document
-from infra.integrations.senders import MailSender, Sender
+from infra.integrations.senders import HoldsSender, MailSender, Sender
 from infra.mail_settings import smtp_server
 from infra.subscribers.store import FOLLOWER, Subscriber, SubscriberStore, unsubscribe_token
 
@@ -51,7 +51,7 @@ def mail_for(occurrence: Occurrence, subscriber: Subscriber, context: DeliveryCo
                           unsubscribe=unsubscribe_link(settings.base_url, subscriber))
 
 
-class SubscriberDelivery(Delivering):
+class SubscriberDelivery(HoldsSender, Delivering):
     name = FOLLOWER
     batch_size = 100
 
@@ -64,14 +64,6 @@ class SubscriberDelivery(Delivering):
     def open(self) -> None:
         url = self.context.settings.smtp_url
         self.sender = MailSender(smtp_server(url) if url else None)
-
-    def close(self) -> None:
-        sender, self.sender = self.sender, None
-        if sender is not None:
-            sender.close()
-
-    def stopped(self) -> None:
-        self.close()
 
     def deliver(self, events: Sequence[StoredCloudEvent]) -> None:
         assert self.sender is not None, "open() first"

@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from domain.visibility import Audience
-from infra.bootstrap import Services, bootstrap
+from infra.bootstrap import Services
 from infra.settings import Settings
-from tests.conftest import TOKENS, WRITER, make_settings
+from tests.conftest import TOKENS, WRITER, delivering, make_settings
 from tests.receivers import HttpReceiver, SmtpReceiver
 
 ADMIN = {"Authorization": f"Bearer {TOKENS['admin']}"}
@@ -44,11 +44,7 @@ def settings(database_url: str, smtp: SmtpReceiver) -> Settings:
 
 @pytest.fixture
 def services(settings: Settings) -> Iterator[Services]:
-    built = bootstrap(settings)
-    built.start_projections()
-    built.start_delivery()
-    yield built
-    built.close()
+    yield from delivering(settings)
 
 
 @pytest.fixture

@@ -17,9 +17,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from infra.bootstrap import Services, bootstrap
+from infra.bootstrap import Services
 from infra.settings import Settings
-from tests.conftest import TOKENS, make_settings
+from tests.conftest import TOKENS, delivering, make_settings
 from tests.e2e.test_integrations_delivery import (
     Commands,
     anonymous_documents,
@@ -50,11 +50,7 @@ def settings(database_url: str, smtp: SmtpReceiver) -> Settings:
 
 @pytest.fixture
 def services(settings: Settings) -> Iterator[Services]:
-    built = bootstrap(settings)
-    built.start_projections()
-    built.start_delivery()
-    yield built
-    built.close()
+    yield from delivering(settings)
 
 
 def mails_to(smtp: SmtpReceiver, address: str) -> list[EmailMessage]:

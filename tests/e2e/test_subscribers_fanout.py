@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from infra.bootstrap import Services, bootstrap
+from infra.bootstrap import Services
 from infra.settings import Settings
-from tests.conftest import make_settings
+from tests.conftest import delivering, make_settings
 from tests.e2e.test_integrations_delivery import declare, post_update, wait_until
 from tests.receivers import HttpReceiver, SmtpReceiver
 
@@ -37,11 +37,7 @@ def settings(database_url: str, smtp: SmtpReceiver) -> Settings:
 
 @pytest.fixture
 def services(settings: Settings) -> Iterator[Services]:
-    built = bootstrap(settings)
-    built.start_projections()
-    built.start_delivery()
-    yield built
-    built.close()
+    yield from delivering(settings)
 
 
 def confirmed_subscribers(services: Services, count: int) -> list[str]:
