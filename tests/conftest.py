@@ -15,6 +15,7 @@ import uvicorn
 from api.app import create_app
 from infra.bootstrap import Services, bootstrap
 from infra.settings import Settings, load_settings
+from tests.receivers import SmtpReceiver
 from tests.servers import create_database, drop_database, postgres_server
 
 TOKENS = {"admin": "admin-token", "writer": "writer-token", "reader": "reader-token"}
@@ -57,6 +58,14 @@ def database_url(request: pytest.FixtureRequest) -> str:
     name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
     url: str = request.getfixturevalue(name)
     return url
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpReceiver]:
+    """A mail server on loopback that keeps what it receives."""
+    receiver = SmtpReceiver().start()
+    yield receiver
+    receiver.stop()
 
 
 @pytest.fixture

@@ -220,13 +220,6 @@ def write(http: httpx.Client, method: str, url: str, **fields: Any) -> None:
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpReceiver]:
-    receiver = SmtpReceiver().start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
 def settings(database_url: str, smtp: SmtpReceiver) -> Settings:
     """With a mail server, so that subscribing works (and subscribers exist to be hidden)."""
     return make_settings(database_url, SMTP_URL=smtp.url)

@@ -5,7 +5,6 @@ then shows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -19,13 +18,6 @@ from infra.settings import Settings
 from tests.conftest import READER, TOKENS, WRITER, make_settings
 from tests.e2e.test_anonymous_walk import ALERTMANAGER_NOTIFICATION
 from tests.receivers import SmtpReceiver
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpReceiver]:
-    receiver = SmtpReceiver().start()
-    yield receiver
-    receiver.stop()
 
 
 @pytest.fixture

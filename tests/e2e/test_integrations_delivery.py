@@ -28,13 +28,6 @@ SERVICES = ("api", "db", "web")
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpReceiver]:
-    server = SmtpReceiver().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def settings(database_url: str, smtp: SmtpReceiver) -> Settings:
     return make_settings(database_url, INTEGRATIONS_ALLOW_PRIVATE_NETWORKS="true",
                          DELIVERY_RETRY_INITIAL_SECONDS="0.2",

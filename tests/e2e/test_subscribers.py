@@ -36,13 +36,6 @@ LINK = re.compile(r"https://status\.example\.com/subscribe/confirm\?token=\S+")
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpReceiver]:
-    receiver = SmtpReceiver().start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
 def settings(database_url: str, smtp: SmtpReceiver) -> Settings:
     return make_settings(database_url, SMTP_URL=smtp.url, PUBLIC_BASE_URL=PUBLIC_BASE,
                          EMAIL_FROM="Status <status@example.com>")

@@ -23,13 +23,6 @@ ADMIN = {"Authorization": "Bearer admin-token"}
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpReceiver]:
-    receiver = SmtpReceiver().start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
 def settings(database_url: str, smtp: SmtpReceiver) -> Settings:
     return make_settings(database_url, SMTP_URL=smtp.url,
                          INTEGRATIONS_ALLOW_PRIVATE_NETWORKS="true")
