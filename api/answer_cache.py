@@ -6,17 +6,22 @@ one position of the read model and shared by every request of the process.
   (the least of them). It serves while the read models are known to be there; once they
   moved on (this process's projectors say so at once; another process's are looked up,
   one query for all waiting requests, when the store's head, heard of through the
-  process's wake-up source, is beyond them) the next request reads it again, in a worker
-  thread, one request per answer at a time (the others wait for it and take its answer).
-  A hit costs no I/O and no thread: it is answered on the event loop.
+  process's wake-up source, is beyond them) it is read again, in a worker thread, one
+  reading per answer at a time. A hit costs no I/O and no thread: it is answered on the
+  event loop.
+* **Stale while revalidating.** An anonymous reader who names no position never waits for
+  a reading while an answer is kept: the kept one is sent while one reading of the newer
+  runs in the background (the first such reader starts it). A reader who must see a later
+  position (below) waits for that reading and takes its answer.
 * **The same everywhere.** An answer is rendered only from the read tables (no clock, no
   request data but what its key holds), between two reads of the read models' positions
   that must agree, so that every process answers the same bytes at the same positions;
   its ETag is a hash of those bytes (feeds: of what they are made of), strong, and
   `If-None-Match` answers 304.
-* **Read your writes.** A request whose client or process wrote (Min-Position,
-  `min_position`, the `store_position` cookie, this process's last write; see
-  api/consistency.py) is served only an answer read at that position or later.
+* **Read your writes.** A request that names a position (Min-Position, `min_position`,
+  the `store_position` cookie a write sets; see api/consistency.py) is served only an
+  answer read at that position or later, and at the read models' position as this
+  process knows it.
 * **For CDNs.** Public answers say `Cache-Control: public, max-age=5, s-maxage=5,
   stale-while-revalidate=30` (the feeds: their TTL) and `Vary: Cookie, Min-Position` (the
   writer's position), plus `Authorization` only where a token changes the answer (the JSON
@@ -34,6 +39,7 @@ The key names everything the answer depends on (route and validated parameters).
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 import zlib
@@ -48,7 +54,7 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.consistency import read_target
+from api.consistency import names_more, read_target
 from domain.visibility import Audience
 from infra.consistency import ReadBarrier
 from infra.settings import Settings
@@ -76,6 +82,8 @@ VARY_TOKEN = "Authorization, Cookie, Min-Position"  # noqa: S105 (header names)
 LOOK_INTERVAL = 0.005
 _RETRIES = 3  # reads of an answer whose read models moved while it was read
 _STRIPES = 64  # locks: one reading per answer at a time
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,12 @@ class Answers:
                 return None
             self.entries.move_to_end(key)
             return found
+
+    def drop(self, key: Hashable) -> None:
+        with self.lock:
+            old = self.entries.pop(key, None)
+            if old is not None:
+                self.size -= len(old.body)
 
     def put(self, key: Hashable, answer: Answer) -> None:
         if len(answer.body) > self.max_bytes // 8:
@@ -208,6 +222,7 @@ class PublicAnswers:
         self.renders: Counter[Hashable] = Counter()  # readings per key, for whom it concerns
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
         self._looked = 0.0
+        self.revalidating: set[Hashable] = set()  # keys being read again in the background
         # The raw URL of each anonymous read answered from a kept answer: what `ServeKept`
         # answers without routing while that answer holds.
         self.front: OrderedDict[tuple[str, bytes], _Front] = OrderedDict()
@@ -221,27 +236,60 @@ class PublicAnswers:
                   produce: Callable[[Answer | None], Answer | None]) -> Answer | None:
         """The answer for `key`: the one kept, while the read models are where it was read
         and the request needs no later one; else `produce(kept)` in a worker thread (None:
-        there is none, and nothing is kept)."""
+        there is none, and nothing is kept).
+
+        An anonymous request that names no position takes the kept answer at once; when
+        the read models moved (or may have) one reading starts in the background."""
+        kept = self.answers.get(key)
+        if kept is not None and not names_more(request.scope):
+            if self._behind() or kept.position < self.barrier.position:
+                self.revalidate(key, produce)
+            return kept
         if self._behind():
             self._looked = time.monotonic()  # one look for the requests arriving now
             await to_thread.run_sync(self.barrier.look)
         kept = self.answers.get(key)
-        if kept is not None and kept.position >= self._floor(request):
+        target = read_target(request)
+        if kept is not None and kept.position >= max(target, self.barrier.position):
             return kept
-        return await to_thread.run_sync(self._refresh, request, key, produce)
+        return await to_thread.run_sync(self._refresh, target, key, produce)
 
-    def _floor(self, request: Request) -> int:
-        return max(read_target(request), self.barrier.position)
+    def revalidate(self, key: Hashable,
+                   produce: Callable[[Answer | None], Answer | None]) -> None:
+        """Reads `key` again in a thread of its own, unless that is under way."""
+        with self.answers.lock:
+            if key in self.revalidating:
+                return
+            self.revalidating.add(key)
+        threading.Thread(target=self._revalidating, args=(key, produce), daemon=True,
+                         name="answer-revalidation").start()
 
-    def _refresh(self, request: Request, key: Hashable,
+    def _revalidating(self, key: Hashable,
+                      produce: Callable[[Answer | None], Answer | None]) -> None:
+        try:
+            if self.head() > self.barrier.position:
+                self._looked = time.monotonic()
+                self.barrier.look()
+            self._refresh(0, key, produce)
+        except Exception:  # the next reader tries again; the kept answer still serves
+            log.exception("reading a public answer again failed")
+        finally:
+            with self.answers.lock:
+                self.revalidating.discard(key)
+
+    def _refresh(self, target: int, key: Hashable,
                  produce: Callable[[Answer | None], Answer | None]) -> Answer | None:
+        """The answer of `key` read at `target` and the read models' known position at
+        least: the kept one if it is, else read now (None: nothing, and nothing kept)."""
         with self._stripes[zlib.crc32(repr(key).encode()) % _STRIPES]:
             kept = self.answers.get(key)  # another request may just have read it
-            if kept is not None and kept.position >= self._floor(request):
+            if kept is not None and kept.position >= max(target, self.barrier.position):
                 return kept
             answer = produce(kept)
             self.renders[key] += 1
-            if answer is not None:
+            if answer is None:
+                self.answers.drop(key)  # e.g. a feed whose incident is no longer public
+            else:
                 self.answers.put(key, answer)
             return answer
 
@@ -278,7 +326,7 @@ class PublicAnswers:
         """`respond`, and remembers the request's URL as one `ServeKept` may answer (when
         nothing but the URL chose the answer: no token, no position named)."""
         scope = request.scope
-        if not _names_more(scope):
+        if not names_more(scope):
             url = (scope["path"], scope.get("query_string", b""))
             with self.answers.lock:
                 self.front[url] = _Front(key, cache_control, vary, scope.get("route"))
@@ -288,15 +336,18 @@ class PublicAnswers:
         return respond(request, answer, cache_control=cache_control, vary=vary)
 
     def kept_for(self, scope: Scope) -> tuple[Answer, _Front] | None:
-        """The answer `ServeKept` may send for this request, if any (no I/O)."""
-        if scope["method"] != "GET" or _names_more(scope):
+        """The answer `ServeKept` may send for this request, if any (no I/O): the kept one
+        while it holds, or while it is being read again (otherwise the route starts that)."""
+        if scope["method"] != "GET" or names_more(scope):
             return None
         front = self.front.get((scope["path"], scope.get("query_string", b"")))
-        if front is None or self._behind():
+        if front is None:
             return None
         answer = self.answers.get(front.key)
-        if answer is None or answer.position < max(self.barrier.position,
-                                                   self.barrier.last_written):
+        if answer is None:
+            return None
+        if front.key not in self.revalidating and (
+                self._behind() or answer.position < self.barrier.position):
             return None
         return answer, front
 
@@ -307,15 +358,6 @@ class _Front:
     cache_control: str
     vary: str
     route: object
-
-
-def _names_more(scope: Scope) -> bool:
-    """Whether the request says more than its URL: a token, or a position to wait for."""
-    for name, value in scope["headers"]:
-        if name in (b"authorization", b"min-position") or (
-                name == b"cookie" and b"store_position" in value):
-            return True
-    return b"min_position" in scope.get("query_string", b"")
 
 
 class ServeKept:

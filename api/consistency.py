@@ -2,8 +2,9 @@
 
 A write answers `Store-Position: N` (and sets the `store_position` cookie). A read waits
 until the read tables reached the position the client names (`Min-Position: N` header,
-`min_position=N` parameter or the cookie) and this process's last write, whichever is later;
-after `READ_WAIT_SECONDS` it answers 503 rather than stale data.
+`min_position=N` parameter or the cookie) and, for a reader who names a position or sends a
+token, this process's last write, whichever is later; after `READ_WAIT_SECONDS` it answers
+503 rather than stale data. An anonymous reader who names no position waits for nothing.
 
 A position named explicitly that the store has not written is a 400. The cookie is not
 named by the client: it may come from another instance on the same host (cookies are not
@@ -54,19 +55,31 @@ async def read_after_writes(
         (min_position, "min_position"), (header, "Min-Position")) if text]
     remembered = parse_position(cookie, POSITION_COOKIE) if cookie else 0
     barrier: ReadBarrier = request.app.state.services.barrier
-    target = max([*named, remembered, barrier.last_written])
+    # This process's last write binds only a reader who may have written: one who names a
+    # position or carries a token (an anonymous crowd reads what the read tables hold).
+    last = barrier.last_written if names_more(request.scope) else 0
+    target = max([*named, remembered, last])
     setattr(request.state, READ_TARGET, target)
     if barrier.has_reached(target):
         return  # the usual case: no waiting, no thread
     head = await anyio.to_thread.run_sync(barrier.store_head)
     if remembered > head:  # a cookie of another store: ignored, and expired
         setattr(request.state, _STALE_COOKIE, True)
-        target = max([*named, barrier.last_written])
+        target = max([*named, last])
         setattr(request.state, READ_TARGET, target)
     if target > head:
         # The store's head is not told: it would count everyone's writes, private ones too.
         raise Problem(400, f"store position {target} has not been written")
     await anyio.to_thread.run_sync(wait_for_read_tables, barrier, target)
+
+
+def names_more(scope: Scope) -> bool:
+    """Whether a request says more than its URL: a token, or a position to wait for."""
+    for name, value in scope["headers"]:
+        if name in (b"authorization", b"min-position") or (
+                name == b"cookie" and POSITION_COOKIE.encode() in value):
+            return True
+    return b"min_position" in scope.get("query_string", b"")
 
 
 def read_target(request: Request) -> int:

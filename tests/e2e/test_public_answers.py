@@ -5,16 +5,20 @@ writer its own write at once."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
+from starlette.requests import Request
 
-from api.answer_cache import PublicAnswers
+from api.answer_cache import Answer, PublicAnswers
 from infra.bootstrap import Services, bootstrap
 from infra.settings import Settings
 from tests.conftest import READER, WRITER, LiveServer, make_settings
@@ -258,3 +262,68 @@ def test_a_writer_reads_its_write_at_once_and_every_process_agrees(
             assert time.monotonic() < deadline, (path, mine.text, theirs.text)
             time.sleep(0.05)
         assert mine.headers["etag"] == theirs.headers["etag"], path
+
+
+def test_an_anonymous_read_during_a_reading_takes_the_kept_answer(
+    still_server: tuple[httpx.Client, LiveServer]
+) -> None:
+    """Stale while revalidating: once the read models moved, the first anonymous reader
+    starts one reading in the background; it and everyone after it who names no position
+    take the kept answer at once, while a reader naming the new position waits for it."""
+    http, live_server = still_server
+    declare(http, title="Warm")
+    http.get("/")
+    answers = public_answers(live_server)
+    barrier = answers.barrier
+    key = ("gated", 1)
+    gate, started = threading.Event(), threading.Event()
+    readings: list[int] = []
+
+    def produce(body: bytes) -> Callable[[Answer | None], Answer]:
+        def reading(_: Answer | None) -> Answer:
+            readings.append(barrier.position)
+            if body == b"new":
+                started.set()
+                assert gate.wait(DEADLINE)
+            return Answer(barrier.position, f'"{body.decode()}"', None, body)
+        return reading
+
+    def ask(body: bytes, headers: list[tuple[bytes, bytes]]) -> Future[Answer | None]:
+        scope = {"type": "http", "method": "GET", "path": "/", "query_string": b"",
+                 "headers": headers}
+        return pool.submit(asyncio.run, answers.get(Request(scope), key, produce(body)))
+
+    with ThreadPoolExecutor(4) as pool:
+        try:
+            old = ask(b"old", []).result(DEADLINE)
+            assert old is not None
+            created = http.post(INCIDENTS, headers=WRITER, json={"title": "Moved"})
+            written = int(created.headers["store-position"])
+            deadline = time.monotonic() + DEADLINE
+            while barrier.position < written:
+                assert time.monotonic() < deadline, "the read models never moved"
+                time.sleep(0.01)
+            # The first anonymous reader starts the reading and is not kept waiting by it.
+            first = ask(b"new", []).result(DEADLINE)
+            assert first is not None
+            assert first.body == b"old"
+            assert started.wait(DEADLINE)
+            # While it runs, anonymous readers take the kept answer; no second reading.
+            for _ in range(5):
+                during = ask(b"again", []).result(DEADLINE)
+                assert during is not None
+                assert during.body == b"old"
+            # The writer names its position: it waits for the reading, and takes its answer.
+            writer = ask(b"writer", [(b"min-position", str(written).encode())])
+            assert not writer.done()
+            gate.set()
+            mine = writer.result(DEADLINE)
+            assert mine is not None
+            assert mine.body == b"new"
+            assert mine.position >= written
+            assert len(readings) == 2  # "old", then the one reading of "new"
+            after = ask(b"after", []).result(DEADLINE)
+            assert after is not None
+            assert after.body == b"new"
+        finally:
+            gate.set()
