@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -15,9 +16,11 @@ from typing import TYPE_CHECKING, NamedTuple
 from infra import cli_audit, cli_tokens
 from infra.logs import configure_logging
 from infra.settings import Settings, SettingsError, load_settings
+from infra.workers import workers_count
 
 if TYPE_CHECKING:
     from infra.bootstrap import Services
+    from infra.http_server import ServerLimits
 
 
 def _interrupt(*_: object) -> None:
@@ -71,11 +74,9 @@ def _work_until_stopped(services: Services, start: Callable[[], None],
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from api.app import create_app
-    from infra.bootstrap import bootstrap
-    from infra.http_server import Server, ServerLimits, server_config
-    from infra.metrics import process_exited
+    from infra.http_server import ServerLimits
     from infra.serving_limits import open_files_limit
+    from infra.workers import reuse_port_socket, run_workers
 
     open_files = open_files_limit()
     try:
@@ -83,9 +84,30 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     except SettingsError as error:
         print(f"product-status: bad setting: {error}", file=sys.stderr)
         return 2
+    if args.workers == 1:
+        return _serve_one(settings, args, limits, open_files, 0, None)
+    try:  # the port is taken: said once, before any worker starts
+        reuse_port_socket(settings.host, settings.port).close()
+    except OSError as error:
+        print(f"product-status: cannot listen on {settings.host}:{settings.port}: {error}",
+              file=sys.stderr)
+        return 3
+    return run_workers(args.workers, lambda index: _serve_one(
+        settings, args, limits, open_files, index,
+        reuse_port_socket(settings.host, settings.port)))
+
+
+def _serve_one(settings: Settings, args: argparse.Namespace, limits: ServerLimits,
+               open_files: int, index: int, sock: socket.socket | None) -> int:
+    """One API process; the first (`index` 0) runs the work beside the API too."""
+    from api.app import create_app
+    from infra.bootstrap import bootstrap
+    from infra.http_server import Server, server_config
+    from infra.metrics import process_exited
+
     services = bootstrap(settings)
     for option in _BESIDE_THE_API:
-        if not getattr(args, option.dest):
+        if index == 0 and not getattr(args, option.dest):
             option.start(services)
     if not settings.api_tokens:
         logging.getLogger("product_status").warning(
@@ -103,7 +125,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         # through `finally`, rather than with a traceback or no clean-up at all.
         signal.signal(signal.SIGTERM, _interrupt)
         with contextlib.suppress(KeyboardInterrupt):
-            server.run()
+            server.run(sockets=None if sock is None else [sock])
         if not server.started:
             return 3  # could not start (e.g. the port is taken), as uvicorn.run says
     finally:
@@ -226,6 +248,9 @@ def parser() -> argparse.ArgumentParser:
                                 description="Serve the HTTP API on HOST:PORT.")
     for option in _BESIDE_THE_API:
         serve.add_argument(option.flag, action="store_true", help=option.help)
+    serve.add_argument("--workers", type=workers_count, default=1, metavar="N",
+                       help="API processes answering on the one port (SO_REUSEPORT; "
+                       "default 1); only the first runs the work beside the API")
     serve.set_defaults(run=_serve)
     project = commands.add_parser(
         "project", help="run the projectors only",

@@ -1,0 +1,118 @@
+"""`product-status serve --workers N`: N processes answering on one port, stopped together."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import TOKENS, WRITER
+from tests.processes import ServeProcess, run_cli
+
+DEADLINE = 60.0
+
+
+def workers_of(parent: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        found |= {int(pid) for pid in (task / "children").read_text().split()}
+    return found
+
+
+def listening_on(port: int, state: str = "0A") -> set[str]:
+    """The inodes of the sockets on local `port` in `state` (0A: listening, 01: a
+    connection)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
+                inodes.add(fields[9])
+    return inodes
+
+
+def sockets_of(pid: int) -> set[str]:
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = fd.readlink().name
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.add(target[len("socket:["):-1])
+    return found
+
+
+def workers_of_gone(workers: set[int]) -> list[int]:
+    """The workers still running once their parent is gone (a failed test's leftovers)."""
+    return [pid for pid in workers if alive(pid)]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_two_workers_listen_on_one_port_answer_and_stop_together(
+        database_url: str, tmp_path: Path, signum: int) -> None:
+    env = {"DATABASE_URL": database_url, "RATE_LIMIT_WRITES_PER_MINUTE": "1000000",
+           "API_TOKENS": ",".join(f"{role}:{token}" for role, token in TOKENS.items())}
+    server = ServeProcess(env, tmp_path / "serve.log", "--workers", "2")
+    workers: set[int] = set()
+    try:
+        # Two processes, each with its own socket listening on the one port.
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            workers = workers_of(server.process.pid)
+            listeners = listening_on(server.port)
+            holders = {pid for pid in workers if sockets_of(pid) & listeners}
+            if len(workers) == 2 and len(listeners) == 2 and holders == workers:
+                break
+            assert time.monotonic() < deadline, (workers, listeners, server.output())
+            time.sleep(0.1)
+        assert not sockets_of(server.process.pid) & listeners  # the parent only waits
+        # New connections are spread over both: each worker holds some of 24 kept open.
+        clients = [httpx.Client(base_url=server.url, timeout=30) for _ in range(24)]
+        try:
+            for client in clients:
+                assert client.get("/healthz").status_code == 200
+            connections = listening_on(server.port, "01")
+            assert all(sockets_of(pid) & connections for pid in workers), server.output()
+        finally:
+            for client in clients:
+                client.close()
+        # Whichever worker a new connection meets, a writer reads its write.
+        created = httpx.post(f"{server.url}/api/v1/incidents", headers=WRITER, timeout=30,
+                             json={"title": "Written through a worker"})
+        assert created.status_code == 201, created.text
+        position = created.headers["store-position"]
+        for _ in range(20):
+            read = httpx.get(f"{server.url}/api/v1/incidents", timeout=30,
+                             headers={"Min-Position": position})
+            assert read.status_code == 200, read.text
+            assert created.json()["id"] in read.text
+        server.stop(signum, timeout=DEADLINE)
+        assert server.process.returncode == 0, server.output()
+        deadline = time.monotonic() + DEADLINE
+        while any(alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, "a worker outlived serve"
+            time.sleep(0.1)
+    finally:
+        server.stop(signal.SIGKILL)
+        for pid in workers_of_gone(workers):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("count", ["0", "-1", "65", "two", "1.5"])
+def test_serve_refuses_a_bad_number_of_workers(count: str) -> None:
+    result = run_cli("serve", "--workers", count)
+    assert result.returncode == 2
+    assert "--workers" in result.stderr
+    assert "from 1 to 64" in result.stderr
