@@ -23,7 +23,8 @@ after a bare run of its own, both servers up; its ratio is to that run):
    depth) -- beside the bare one-row SELECT;
 4. p50/p99 of ``/`` while ``--write-rate`` (50) creates per second land through the API,
    and how many of them the page showed within the run;
-5. ``/`` with 4 API processes on one port (SO_REUSEPORT), beside 1 process.
+5. ``/`` with ``serve --workers 4`` (4 API processes on one port, SO_REUSEPORT), beside 1
+   process.
 
 Targets (reported, never enforced): warm >= 90% of bare, 304s >= 95%, list >= 80% of
 the bare SELECT, p99 of ``/`` under writes < 50 ms.
@@ -54,7 +55,7 @@ import psycopg
 from fastapi import Request, Response  # the bare app's annotations, resolved at import
 
 from bench.commands_http import Result, _client, _cpu_seconds, postgres_database
-from bench.harness import Child, free_port, serve_on_loopback
+from bench.harness import LOOPBACK, Child, free_port, serve_on_loopback
 from bench.read_side import (
     ANONYMOUS,
     API_TOKENS,
@@ -314,13 +315,14 @@ def bench_under_writes(app: Child, args: argparse.Namespace) -> UnderWrites:
 
 @contextlib.contextmanager
 def processes(url: str, workdir: Path, count: int) -> Iterator[Child]:
-    """`count` API processes on one port (SO_REUSEPORT); the first child stands for all."""
+    """`product-status serve --workers count`: API processes on one port (SO_REUSEPORT)."""
     port = free_port()
-    with contextlib.ExitStack() as stack:
-        children = [stack.enter_context(server(
-            "app", url, workdir, port=port, reuse_port=True, name=f"app-{count}-{n}"))
-            for n in range(count)]
-        yield children[0]
+    cli = str(Path(sys.executable).parent / "product-status")
+    env = {**os.environ, "DATABASE_URL": url, "API_TOKENS": API_TOKENS, "HOST": LOOPBACK,
+           "PORT": str(port), "RATE_LIMIT_WRITES_PER_MINUTE": "1000000"}
+    with Child(f"serve-workers-{count}", [cli, "serve", "--workers", str(count)],
+               workdir / f"serve-workers-{count}.log", env=env, port=port) as child:
+        yield child
 
 
 def print_figures(measured: Sequence[Measured], under: UnderWrites | None,
