@@ -56,10 +56,16 @@ def run_workers(count: int, serve: Callable[[int], int]) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
     for index in range(count):
+        if stopping:
+            break
         pid = os.fork()
         if pid == 0:
             os.setpgid(0, 0)  # the terminal's Ctrl-C reaches the parent, which stops each once
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             code = 1
             try:
                 code = serve(index)
@@ -68,8 +74,8 @@ def run_workers(count: int, serve: Callable[[int], int]) -> int:
                 sys.stderr.flush()
                 os._exit(code)
         children[pid] = index
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, stop)
+    if stopping:
+        stop()  # a signal came while forking: the last ones forked hear of it too
     worst = 0
     while children:
         try:
