@@ -96,6 +96,16 @@ def page(context: BrowserContext) -> Page:
     return context.new_page()
 
 
+def after_writes(api: httpx.Client, path: str) -> str:
+    """`path` naming the position of the writes `api` made, as the `store_position` cookie
+    does for a browser that wrote: an anonymous reader who names no position may be shown
+    an answer kept from before them (stale while revalidating)."""
+    position = api.cookies.get("store_position")
+    if position is None:
+        return path
+    return f"{path}{'&' if '?' in path else '?'}min_position={position}"
+
+
 def sign_in(page: Page, role: str, then: str = "/dashboard") -> None:
     """Signs in through the sign-in form, then lands on `then`."""
     page.goto("/dashboard/sign-in?next=" + then)

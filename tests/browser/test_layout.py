@@ -12,7 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect
 
-from tests.browser.conftest import DESKTOP, PHONE, sign_in
+from tests.browser.conftest import DESKTOP, PHONE, after_writes, sign_in
 from tests.conftest import LiveServer
 
 WORD = "W" * 10_000
@@ -140,18 +140,18 @@ def assert_isolated(page: Page, hostile: dict[str, Any], where: str, *,
 
 
 def test_the_incident_page_contains_a_long_word_and_an_rlo_name(
-    hostile: dict[str, Any], sized: Page
+    hostile: dict[str, Any], sized: Page, api: httpx.Client
 ) -> None:
-    sized.goto(f"/incidents/{hostile['id']}")
+    sized.goto(after_writes(api, f"/incidents/{hostile['id']}"))
     expect(sized.get_by_role("heading", level=1)).to_contain_text(hostile["title"][:20])
     assert_no_horizontal_overflow(sized, "incident page")
     assert_isolated(sized, hostile, "incident page")
 
 
 def test_the_status_page_contains_a_long_word_and_an_rlo_name(
-    hostile: dict[str, Any], sized: Page
+    hostile: dict[str, Any], sized: Page, api: httpx.Client
 ) -> None:
-    sized.goto("/")
+    sized.goto(after_writes(api, "/"))
     expect(sized.locator("article.incident", has_text=hostile["title"][:20])).to_be_visible()
     assert_no_horizontal_overflow(sized, "status page")
     assert_isolated(sized, hostile, "status page")

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import sign_in
+from tests.browser.conftest import after_writes, sign_in
 from tests.conftest import LiveServer
 
 RSS = "/api/v1/incidents/rss/feed"
@@ -44,7 +44,7 @@ def test_the_status_page_shows_an_incident_created_through_the_api(
     add_update(api, incident["id"], status="identified",
                public_message="A bad deploy; rolling back")
 
-    page.goto("/")
+    page.goto(after_writes(api, "/"))
 
     expect(page.get_by_role("heading", level=1)).to_have_text("Major outage")
     card = page.locator("article.incident", has_text=title)  # escaped, shown as typed

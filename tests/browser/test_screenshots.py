@@ -12,7 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.browser.conftest import DESKTOP, PHONE, SCREENSHOTS_ENV, sign_in
+from tests.browser.conftest import DESKTOP, PHONE, SCREENSHOTS_ENV, after_writes, sign_in
 from tests.conftest import LiveServer
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -58,7 +58,7 @@ def story(api: httpx.Client) -> None:
 
 @pytest.mark.usefixtures("story")
 def test_screenshots_of_the_status_page_and_the_dashboard(
-    browser: Browser, server: LiveServer, tmp_path: Path
+    browser: Browser, server: LiveServer, api: httpx.Client, tmp_path: Path
 ) -> None:
     folder = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
@@ -68,7 +68,7 @@ def test_screenshots_of_the_status_page_and_the_dashboard(
                                       device_scale_factor=1, is_mobile=name == "phone")
         try:
             page = context.new_page()
-            page.goto("/")
+            page.goto(after_writes(api, "/"))
             expect(page.get_by_role("heading", level=1)).to_have_text("Major outage")
             page.screenshot(path=folder / f"status-{name}.png", full_page=True)
 

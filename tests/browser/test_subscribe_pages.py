@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from infra.bootstrap import Services, bootstrap
-from tests.browser.conftest import DESKTOP, PHONE, SCREENSHOTS_ENV
+from tests.browser.conftest import DESKTOP, PHONE, SCREENSHOTS_ENV, after_writes
 from tests.conftest import TOKENS, LiveServer, make_settings
 from tests.receivers import SmtpReceiver
 
@@ -67,7 +67,7 @@ def test_subscribe_confirm_and_unsubscribe_in_the_browser_with_screenshots(
         "title": "API errors", "affected_services": ["api", "webhooks"],
         "public_message": "Looking into it"}).json()["id"]
 
-    page.goto("/")
+    page.goto(after_writes(api, "/"))
     form = page.locator("form[action='/subscribe']")
     form.get_by_label("Email address").fill(ADDRESS)
     form.get_by_label("api").check()
