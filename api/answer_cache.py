@@ -46,7 +46,7 @@ import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 
 from anyio import to_thread
@@ -430,6 +430,13 @@ async def answer_for(request: Request, audience: Audience, key: Hashable,
         headers["ETag"] = rendered.etag
     return Response(rendered.body, status_code=rendered.status_code,
                     media_type=rendered.media_type, headers=headers)
+
+
+def minute_end(now: datetime) -> datetime:
+    """The last instant of `now`'s minute: answers that count time up to now (the day bars,
+    what is upcoming) are kept per minute and drawn as at its end, so that whatever began
+    within the minute already shows and every process draws the same."""
+    return now.replace(second=0, microsecond=0) + timedelta(seconds=59, microseconds=999_999)
 
 
 def json_body(content: object) -> bytes:

@@ -11,13 +11,13 @@ forge across sites (see docs/pages.md).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from api.answer_cache import Rendered, public_answer
+from api.answer_cache import Rendered, minute_end, public_answer
 from api.auth import Reader
 from api.consistency import Consistent
 from api.deps import Clock, Queries, Reports, ServiceReads, is_incident_id
@@ -84,10 +84,8 @@ def _incident_page(queries: IncidentQueries, incident_id: str) -> Rendered:
 @router.get("/", response_class=HTMLResponse)
 async def status_page(request: Request, queries: Queries, reads: ServiceReads, clock: Clock,
                       _: Consistent) -> Response:
-    # The day bars count minutes up to now: the page is kept per minute too, drawn as at
-    # the minute's end (whatever started within it already shows).
-    minute = clock().replace(second=0, microsecond=0) + timedelta(seconds=59,
-                                                                  microseconds=999_999)
+    # The day bars count minutes up to now: the page is kept per minute.
+    minute = minute_end(clock())
     return await public_answer(request, ("page", minute),
                                lambda: _status_page(queries, reads, minute))
 

@@ -28,8 +28,16 @@ JSON_FEED = f"{INCIDENTS}/feed.json"
 RSS = f"{INCIDENTS}/rss/feed"
 SVG = "{http://www.w3.org/2000/svg}"
 DEADLINE = 30.0
+SERVICES = "/api/v1/services"
+STATUSPAGE = tuple(f"/api/v2/{name}.json" for name in (
+    "summary", "status", "components", "incidents", "incidents/unresolved",
+    "scheduled-maintenances", "scheduled-maintenances/upcoming",
+    "scheduled-maintenances/active"))
 ANONYMOUS_READS = ("/", INCIDENTS, f"{INCIDENTS}/status/summary", JSON_FEED, RSS,
-                   "/badge.svg", "/badge.svg?service=api")
+                   "/badge.svg", "/badge.svg?service=api", SERVICES, f"{SERVICES}?days=7",
+                   *STATUSPAGE)
+# The reads whose answer a reader's token changes (private incidents, internal fields).
+TOKEN_READS = (INCIDENTS, f"{INCIDENTS}/status/summary", SERVICES, f"{SERVICES}?days=7")
 
 
 @pytest.fixture
@@ -143,29 +151,36 @@ def test_anonymous_reads_answer_304_and_tell_caches_how_long(http: httpx.Client)
         assert {"Cookie", "Min-Position"} <= vary, path
         # Only where a token shows more does the answer vary by it.
         assert ("Authorization" in vary) == path.startswith(INCIDENTS + "/incident") or (
-            path in (INCIDENTS, f"{INCIDENTS}/status/summary")), path
+            path in TOKEN_READS), path
         again = http.get(path, headers={"If-None-Match": etag})
         assert again.status_code == 304, path
         assert again.content == b""
         assert again.headers["etag"] == etag
         assert http.get(path, headers={"If-None-Match": '"other"'}).status_code == 200
         assert http.get(path).content == first.content
-    for path in ("/", INCIDENTS, "/badge.svg"):
+    for path in ("/", INCIDENTS, "/badge.svg", SERVICES, "/api/v2/summary.json"):
         cache_control = http.get(path).headers["cache-control"]
         assert "s-maxage=" in cache_control
         assert "stale-while-revalidate=" in cache_control
     # With a token: never stored by a shared cache, and never the anonymous answer.
-    for path in (INCIDENTS, f"{INCIDENTS}/status/summary", f"{INCIDENTS}/{incident}"):
+    for path in (*TOKEN_READS, f"{INCIDENTS}/{incident}"):
         read = http.get(path, headers=READER)
         assert read.headers["cache-control"] == "private, no-store"
         assert "Authorization" in read.headers["vary"]
-        assert read.content != http.get(path).content or path.endswith("summary")
+        # (the same bytes where no private incident shows yet: counts, services)
+        assert read.content != http.get(path).content or path.endswith("summary") or (
+            path.startswith(SERVICES))
     assert "internal_notes" in http.get(INCIDENTS, headers=READER).text
     assert "internal_notes" not in http.get(INCIDENTS).text
     private = declare(http, is_public=False)
     assert private in http.get(INCIDENTS, headers=READER).text
     assert private not in http.get(INCIDENTS).text
     assert http.get(f"{INCIDENTS}/{private}").status_code == 404
+    hidden = declare(http, is_public=False, affected_services=["hidden-service"])
+    assert "hidden-service" in http.get(SERVICES, headers=READER).text
+    for path in (SERVICES, *STATUSPAGE):
+        assert "hidden-service" not in http.get(path).text, path
+        assert hidden not in http.get(path).text, path
 
 
 @pytest.fixture

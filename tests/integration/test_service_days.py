@@ -137,12 +137,16 @@ def test_days_from_incidents_at_known_times(world: World) -> None:
     assert day(api, "2026-03-09") == ("critical", 180, [ids["midnight"], ids["escalated"]])
     assert day(api, "2026-03-10") == (None, 0, [])
     assert api["state"] == "operational"
-    # 240 minutes of the window's 3.5 days (5,040 minutes).
-    assert api["uptime_ratio"] == round(1 - 240 / 5040, 6)
+    # 240 minutes of the window's 3.5 days (5,040 minutes), which ends where the clock's
+    # minute does (the answer is kept per minute and drawn as at its end).
+    window_micros = 5040 * 60_000_000 + 59_999_999
+    assert api["uptime_ratio"] == round(1 - 240 * 60_000_000 / window_micros, 6)
     assert day(public["cdn"], "2026-03-09") == ("low", 45, [ids["reopened"]])
     web = public["web"]
     assert day(web, "2026-03-09") == ("critical", 120, [ids["escalated"]])
-    assert day(web, "2026-03-10") == ("minor", 60, [ids["ongoing"]])
+    # Ongoing since 11:00 at 12:00:00: counted to the minute's end, so the minute in
+    # progress counts whole.
+    assert day(web, "2026-03-10") == ("minor", 61, [ids["ongoing"]])
     assert web["state"] == "degraded_performance"
     assert public["legacy"]["uptime_ratio"] == 1.0
     assert all(day(public["legacy"], d["date"])[1] == 0 for d in public["legacy"]["days"])
@@ -158,14 +162,17 @@ def test_private_and_deleted_incidents_appear_nowhere_without_a_token(world: Wor
     assert "secret-service" in read
     assert "deleted-service" not in read
     assert read["api"]["state"] == "major_outage"
-    assert day(read["api"], "2026-03-10") == ("critical", 720, [world.ids["private"]])
+    assert day(read["api"], "2026-03-10") == ("critical", 721, [world.ids["private"]])  # to 12:00:59
     assert world.ids["deleted"] not in str(read)
 
 
 def test_the_window_and_bad_days(world: World) -> None:
     one = services_of(world, days=1)["web"]
     assert [d["date"] for d in one["days"]] == ["2026-03-10"]
-    assert one["uptime_ratio"] == round(1 - 60 / 720, 6)
+    # Since 11:00 of a day seen until 12:00:59.999999 (the end of the clock's minute).
+    rest_of_minute = 59_999_999
+    assert one["uptime_ratio"] == round(
+        1 - (60 * 60_000_000 + rest_of_minute) / (720 * 60_000_000 + rest_of_minute), 6)
     assert len(services_of(world, days=365)["api"]["days"]) == 365
     assert len(services_of(world, days=90)["api"]["days"]) == 90
     assert len(world.http.get("/api/v1/services").json()["items"][0]["days"]) == 90
