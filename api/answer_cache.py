@@ -214,10 +214,13 @@ def body_etag(body: bytes) -> str:
 class PublicAnswers:
     """The answers of one app's anonymous reads (see the module's description)."""
 
-    def __init__(self, barrier: ReadBarrier, head: Callable[[], int]) -> None:
-        """`head`: the highest store position this process heard of (no I/O)."""
+    def __init__(self, barrier: ReadBarrier, head: Callable[[], int],
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        """`head`: the highest store position this process heard of (no I/O); `clock`:
+        the composition root's, which says when an answer kept until a moment is over."""
         self.barrier = barrier
         self.head = head
+        self.clock = clock
         self.answers = Answers()
         self.renders: Counter[Hashable] = Counter()  # readings per key, for whom it concerns
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
@@ -315,21 +318,24 @@ class PublicAnswers:
         return produce
 
     async def serve(self, request: Request, key: Hashable, render: Callable[[], Rendered],
-                    *, vary: str = VARY) -> Response:
-        """The public answer of `key` (rendered by `render` when needed), or a 304."""
+                    *, vary: str = VARY, until: datetime | None = None) -> Response:
+        """The public answer of `key` (rendered by `render` when needed), or a 304.
+        `until`: the last moment the URL's answer is `key`'s (answers kept per minute)."""
         answer = await self.get(request, key, self.rendering(render))
         assert answer is not None
-        return self.respond(request, key, answer, cache_control=PUBLIC, vary=vary)
+        return self.respond(request, key, answer, cache_control=PUBLIC, vary=vary,
+                            until=until)
 
     def respond(self, request: Request, key: Hashable, answer: Answer, *,
-                cache_control: str, vary: str) -> Response:
+                cache_control: str, vary: str, until: datetime | None = None) -> Response:
         """`respond`, and remembers the request's URL as one `ServeKept` may answer (when
-        nothing but the URL chose the answer: no token, no position named)."""
+        nothing but the URL chose the answer: no token, no position named) until `until`
+        (then the route chooses the key again)."""
         scope = request.scope
         if not names_more(scope):
             url = (scope["path"], scope.get("query_string", b""))
             with self.answers.lock:
-                self.front[url] = _Front(key, cache_control, vary, scope.get("route"))
+                self.front[url] = _Front(key, cache_control, vary, scope.get("route"), until)
                 self.front.move_to_end(url)
                 while len(self.front) > CACHE_ENTRIES:
                     self.front.popitem(last=False)
@@ -341,7 +347,7 @@ class PublicAnswers:
         if scope["method"] != "GET" or names_more(scope):
             return None
         front = self.front.get((scope["path"], scope.get("query_string", b"")))
-        if front is None:
+        if front is None or (front.until is not None and self.clock() > front.until):
             return None
         answer = self.answers.get(front.key)
         if answer is None:
@@ -358,6 +364,7 @@ class _Front:
     cache_control: str
     vary: str
     route: object
+    until: datetime | None = None  # the URL's key may change after (kept per minute)
 
 
 class ServeKept:
@@ -408,22 +415,26 @@ def public_answers(request: Request) -> PublicAnswers:
         services = state.services
         listener = services.followers.listener
         listener.start()
-        found = state.public_answers = PublicAnswers(services.barrier, lambda: listener.head)
+        found = state.public_answers = PublicAnswers(
+            services.barrier, lambda: listener.head, services.clock)
     return found
 
 
-async def public_answer(request: Request, key: Hashable,
-                        render: Callable[[], Rendered], *, vary: str = VARY) -> Response:
-    """Serves an anonymous read from the app's public answers: the one line a route needs."""
-    return await public_answers(request).serve(request, key, render, vary=vary)
+async def public_answer(request: Request, key: Hashable, render: Callable[[], Rendered], *,
+                        vary: str = VARY, until: datetime | None = None) -> Response:
+    """Serves an anonymous read from the app's public answers: the one line a route needs.
+    `until`: the key holds for the URL until then (a key naming the minute: its end)."""
+    return await public_answers(request).serve(request, key, render, vary=vary, until=until)
 
 
 async def answer_for(request: Request, audience: Audience, key: Hashable,
-                     render: Callable[[Audience], Rendered]) -> Response:
+                     render: Callable[[Audience], Rendered], *,
+                     until: datetime | None = None) -> Response:
     """A read whose answer depends on the caller's token: kept and shared for anonymous
     callers, read afresh (in a worker thread) and never stored by others for the rest."""
     if audience is Audience.PUBLIC:
-        return await public_answer(request, key, lambda: render(audience), vary=VARY_TOKEN)
+        return await public_answer(request, key, lambda: render(audience), vary=VARY_TOKEN,
+                                   until=until)
     rendered = await to_thread.run_sync(render, audience)
     headers = {**dict(rendered.headers), "Cache-Control": PRIVATE, "Vary": VARY_TOKEN}
     if rendered.etag is not None:

@@ -60,16 +60,21 @@ def _status_page(queries: IncidentQueries, reads: Any, now: datetime) -> Rendere
 
 
 @router.get("/history", response_class=HTMLResponse)
-def history_page(reads: ServiceReads, _: Consistent,
-                 cursor: Annotated[str | None, Query(max_length=400)] = None) -> HTMLResponse:
+async def history_page(request: Request, reads: ServiceReads, _: Consistent,
+                       cursor: Annotated[str | None, Query(max_length=400)] = None
+                       ) -> Response:
     """Past public incidents by month, newest first, a page at a time."""
+    return await public_answer(request, ("history", cursor), lambda: _history(reads, cursor))
+
+
+def _history(reads: Any, cursor: str | None) -> Rendered:
     try:
         page = reads.history(audience=Audience.PUBLIC, limit=HISTORY_PAGE, cursor=cursor)
     except BadHistoryCursor:
-        return render("history.html", status_code=400, months=[], next_cursor=None,
-                      first=False, bad_cursor=True)
-    return render("history.html", months=by_month(page.items), next_cursor=page.next_cursor,
-                  first=cursor is None, bad_cursor=False)
+        return public_page("history.html", status_code=400, months=[], next_cursor=None,
+                           first=False, bad_cursor=True)
+    return public_page("history.html", months=by_month(page.items),
+                       next_cursor=page.next_cursor, first=cursor is None, bad_cursor=False)
 
 
 def _incident_page(queries: IncidentQueries, incident_id: str) -> Rendered:
@@ -87,7 +92,7 @@ async def status_page(request: Request, queries: Queries, reads: ServiceReads, c
     # The day bars count minutes up to now: the page is kept per minute.
     minute = minute_end(clock())
     return await public_answer(request, ("page", minute),
-                               lambda: _status_page(queries, reads, minute))
+                               lambda: _status_page(queries, reads, minute), until=minute)
 
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse)

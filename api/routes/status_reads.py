@@ -43,7 +43,8 @@ async def services(
         return Rendered(json_body({"items": [bar.answer() for bar in bars]}), JSON)
 
     # Kept per minute: the bars count minutes up to now.
-    return await answer_for(request, caller.audience, ("services", days, minute), render)
+    return await answer_for(request, caller.audience, ("services", days, minute), render,
+                            until=minute)
 
 
 async def status_page(request: Request, queries: Queries, reads: ServiceReads,
@@ -61,7 +62,7 @@ async def _v2(request: Request, page: StatusPage, name: str,
               render: Callable[[], dict[str, Any]]) -> Response:
     """One public v2 answer, kept per minute (what is upcoming or active depends on it)."""
     return await public_answer(request, ("v2", name, page.now),
-                               lambda: Rendered(json_body(render()), JSON))
+                               lambda: Rendered(json_body(render()), JSON), until=page.now)
 
 
 def _paged(page: StatusPage, **found: Callable[[], Any]) -> Callable[[], dict[str, Any]]:

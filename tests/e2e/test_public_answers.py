@@ -35,7 +35,7 @@ STATUSPAGE = tuple(f"/api/v2/{name}.json" for name in (
     "scheduled-maintenances/active"))
 ANONYMOUS_READS = ("/", INCIDENTS, f"{INCIDENTS}/status/summary", JSON_FEED, RSS,
                    "/badge.svg", "/badge.svg?service=api", SERVICES, f"{SERVICES}?days=7",
-                   *STATUSPAGE)
+                   *STATUSPAGE, "/history")
 # The reads whose answer a reader's token changes (private incidents, internal fields).
 TOKEN_READS = (INCIDENTS, f"{INCIDENTS}/status/summary", SERVICES, f"{SERVICES}?days=7")
 
@@ -226,6 +226,39 @@ def test_one_answer_is_read_per_position_and_shared(
     assert answers.renders[page] == renders + 1
     http.get("/")
     assert answers.renders[page] == renders + 1
+
+
+def test_answers_kept_per_minute_are_read_again_when_the_minute_turns(
+        settings: Settings) -> None:
+    """`/` and the services' day bars count minutes up to now: a quiet store does not keep
+    them at the minute they were first read."""
+    now = [datetime(2026, 3, 10, 12, 0, 10, tzinfo=UTC)]
+    built = bootstrap(settings, clock=lambda: now[0])
+    built.start_projections()
+    server = LiveServer(built)
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as writer:
+            declare(writer, title="Ongoing", affected_services=["api"],
+                    start_time="2026-03-10T11:00:00Z")
+            position = writer.cookies["store_position"]
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            http.get("/", params={"min_position": position})  # the read models are there
+
+            def today() -> tuple[int, str]:
+                (api,) = http.get(SERVICES).json()["items"]
+                return api["days"][-1]["minutes_affected"], http.get("/").headers["etag"]
+
+            first = today()
+            assert first[0] == 61  # 11:00 to the end of 12:00
+            assert today() == first  # kept: the same answers within the minute
+            now[0] = datetime(2026, 3, 10, 12, 30, 10, tzinfo=UTC)
+            later = today()
+            assert later[0] == 91
+            assert later[1] != first[1]  # the page's bar tooltip counts the minutes too
+    finally:
+        server.stop()
+        built.close()
 
 
 @pytest.fixture
