@@ -20,17 +20,10 @@ from commands.application import NewIncident, NewUpdate
 from domain.values import IncidentType, Severity, Status
 from infra.bootstrap import Services, bootstrap
 from tests.browser.conftest import DESKTOP, PHONE, SCREENSHOTS_ENV
+from tests.clock import Clock
 from tests.conftest import LiveServer, make_settings
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
-
-
-@dataclass
-class Clock:
-    current: datetime
-
-    def __call__(self) -> datetime:
-        return self.current
 
 
 @dataclass
@@ -40,14 +33,14 @@ class Story:
     ids: dict[str, str]
 
     def declare(self, title: str, when: datetime, **details: Any) -> str:
-        self.clock.current = when
+        self.clock.now = when
         written = self.services.commands.create(NewIncident(
             title=title, start_time=when, given=frozenset({"title"}), **details))
         self.ids[title] = written.incident_id
         return written.incident_id
 
     def move(self, title: str, when: datetime, status: Status) -> None:
-        self.clock.current = when
+        self.clock.now = when
         self.services.commands.add_update(self.ids[title], NewUpdate(
             status=status, public_message=f"Now {status.value}"))
 
@@ -80,7 +73,7 @@ def tell(story: Story) -> None:
         started = NOW - timedelta(days=10 + 9 * n)
         story.declare(title, started, severity=Severity.MEDIUM, affected_services=("api",))
         story.move(title, started + timedelta(minutes=30), Status.RESOLVED)
-    story.clock.current = NOW
+    story.clock.now = NOW
 
 
 @pytest.fixture(scope="module")

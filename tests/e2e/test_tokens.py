@@ -13,6 +13,7 @@ import pytest
 from infra.database import SQLiteDatabase
 from infra.settings import SettingsError, load_settings
 from infra.tokens import Authenticator, Principal, TokenError, TokenStore
+from tests.clock import Clock
 from tests.processes import ServeProcess, run_cli
 
 
@@ -133,17 +134,9 @@ def test_tokens_commands_refuse_what_they_cannot_do(sqlite_url: str) -> None:
     assert again.returncode == 0  # a revoked name may be given to a new token
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2030, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def test_a_token_expires_and_only_its_digest_is_stored(tmp_path: Path) -> None:
     database = SQLiteDatabase(tmp_path / "tokens.db")
-    clock = Clock()
+    clock = Clock(datetime(2030, 1, 1, tzinfo=UTC))
     store = TokenStore(database, clock)
     store.create_table()
     stored, token = store.create("nightly", "reader", expires_days=2)

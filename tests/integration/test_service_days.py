@@ -21,19 +21,12 @@ from infra.bootstrap import Services, bootstrap
 from infra.rebuild import rebuild
 from infra.settings import Settings
 from projections.service_queries import BadHistoryCursor
+from tests.clock import Clock
 from tests.conftest import READER, LiveServer
 
 
 def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
-@dataclass
-class Clock:
-    current: datetime
-
-    def __call__(self) -> datetime:
-        return self.current
 
 
 @dataclass
@@ -45,7 +38,7 @@ class World:
 
 
 def declare(world: World, name: str, when: str, **details: Any) -> str:
-    world.clock.current = at(when)
+    world.clock.now = at(when)
     written = world.services.commands.create(NewIncident(
         title=name, start_time=at(when), given=frozenset({"title"}), **details))
     world.ids[name] = written.incident_id
@@ -53,12 +46,12 @@ def declare(world: World, name: str, when: str, **details: Any) -> str:
 
 
 def update(world: World, name: str, when: str, status: Status) -> None:
-    world.clock.current = at(when)
+    world.clock.now = at(when)
     world.services.commands.add_update(world.ids[name], NewUpdate(status=status))
 
 
 def change(world: World, name: str, when: str, **changes: Any) -> None:
-    world.clock.current = at(when)
+    world.clock.now = at(when)
     world.services.commands.change_details(world.ids[name], changes)
 
 
@@ -71,7 +64,7 @@ def world(settings: Settings) -> Iterator[World]:
     with httpx.Client(base_url=server.url, timeout=30) as http:
         built = World(services, clock, {}, http)
         given(built)
-        clock.current = at("2026-03-10T12:00:00")
+        clock.now = at("2026-03-10T12:00:00")
         services.projector.catch_up()
         yield built
     server.stop()
@@ -106,7 +99,7 @@ def given(w: World) -> None:
             affected_services=("api", "secret-service"), is_public=False)
     declare(w, "deleted", "2026-03-09T00:00:00", severity=Severity.CRITICAL,
             affected_services=("api", "deleted-service"))
-    w.clock.current = at("2026-03-09T05:00:00")
+    w.clock.now = at("2026-03-09T05:00:00")
     w.services.commands.delete(w.ids["deleted"])
     # Long before the window: names its service, touches no day.
     declare(w, "old", "2025-01-01T00:00:00", affected_services=("legacy",))

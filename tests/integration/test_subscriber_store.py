@@ -4,28 +4,18 @@ sign-ups never confirmed forgotten then, tokens that do one thing once, stored h
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
 from infra.bootstrap import Services
 from infra.subscribers.store import SubscriberStore, unsubscribe_token
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
+from tests.clock import Clock
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(datetime(2026, 1, 1, tzinfo=UTC))
 
 
 @pytest.fixture
@@ -41,10 +31,10 @@ def rows(store: SubscriberStore) -> list[tuple[object, ...]]:
 def test_one_confirmation_an_hour(store: SubscriberStore, clock: Clock) -> None:
     first = store.subscribe("a@example.org", [])
     assert first is not None
-    clock.advance(minutes=59)
+    clock.move(minutes=59)
     assert store.subscribe("a@example.org", ["api"]) is None
     assert store.subscribe("a@EXAMPLE.org", ["api"]) is None  # the same mailbox
-    clock.advance(minutes=2)
+    clock.move(minutes=2)
     second = store.subscribe("a@example.org", ["api"])
     assert second is not None
     assert second.token != first.token
@@ -59,9 +49,9 @@ def test_confirmation_links_expire_after_7_days(store: SubscriberStore, clock: C
     timely = store.subscribe("timely@example.org", [])
     assert late is not None
     assert timely is not None
-    clock.advance(days=6, hours=23)
+    clock.move(days=6, hours=23)
     assert store.confirm(timely.token)
-    clock.advance(hours=1)
+    clock.move(hours=1)
     assert not store.confirm(late.token)
     store.subscribe("other@example.org", [])  # a sign-up forgets expired ones
     assert {s.email for s in store.all()} == {"timely@example.org", "other@example.org"}
