@@ -155,7 +155,8 @@ def test_private_and_deleted_incidents_appear_nowhere_without_a_token(world: Wor
     assert "secret-service" in read
     assert "deleted-service" not in read
     assert read["api"]["state"] == "major_outage"
-    assert day(read["api"], "2026-03-10") == ("critical", 721, [world.ids["private"]])  # to 12:00:59
+    # Counted to 12:00:59.
+    assert day(read["api"], "2026-03-10") == ("critical", 721, [world.ids["private"]])
     assert world.ids["deleted"] not in str(read)
 
 
