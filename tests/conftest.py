@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,7 @@ import pytest
 import uvicorn
 
 from api.app import create_app
-from infra.bootstrap import Services, bootstrap
+from infra.bootstrap import Services, bootstrap, now
 from infra.settings import Settings, load_settings
 from tests.receivers import SmtpReceiver
 from tests.servers import create_database, drop_database, postgres_server
@@ -73,10 +74,11 @@ def settings(database_url: str) -> Settings:
     return make_settings(database_url)
 
 
-def running(settings: Settings, *, delivery: bool = False) -> Iterator[Services]:
+def running(settings: Settings, *, delivery: bool = False,
+            clock: Callable[[], datetime] = now) -> Iterator[Services]:
     """Services with the projectors running in the background (and the deliveries to
     subscribers and integrations, with `delivery`), closed after."""
-    built = bootstrap(settings)
+    built = bootstrap(settings, clock=clock)
     built.start_projections()
     if delivery:
         built.start_delivery()
@@ -122,6 +124,18 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(timeout=10)
         self.sock.close()
+
+
+def serving(services: Services) -> Iterator[httpx.Client]:
+    """A real HTTP client of the API served from `services` by a live server, stopped
+    after (the services stay open)."""
+    server = LiveServer(services)
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            yield client
+    finally:
+        server.stop()
 
 
 @pytest.fixture

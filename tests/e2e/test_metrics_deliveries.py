@@ -8,8 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from infra.bootstrap import Services, bootstrap
-from tests.conftest import READER, TOKENS, WRITER, LiveServer, make_settings
+from tests.conftest import READER, TOKENS, WRITER, make_settings, running, serving
 from tests.e2e.test_metrics import samples, value
 from tests.receivers import HttpReceiver
 
@@ -18,19 +17,11 @@ ADMIN = {"Authorization": f"Bearer {TOKENS['admin']}"}
 
 @pytest.fixture
 def delivering(sqlite_url: str) -> Iterator[httpx.Client]:
-    services: Services = bootstrap(make_settings(
+    settings = make_settings(
         sqlite_url, INTEGRATIONS_ALLOW_PRIVATE_NETWORKS="true",
-        DELIVERY_RETRY_INITIAL_SECONDS="0.2", DELIVERY_RETRY_MAX_SECONDS="0.5"))
-    services.start_projections()
-    services.start_delivery()
-    server = LiveServer(services)
-    server.start()
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            yield client
-    finally:
-        server.stop()
-        services.close()
+        DELIVERY_RETRY_INITIAL_SECONDS="0.2", DELIVERY_RETRY_MAX_SECONDS="0.5")
+    for services in running(settings, delivery=True):
+        yield from serving(services)
 
 
 def test_failed_deliveries_are_counted_per_integration(delivering: httpx.Client) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from infra.bootstrap import Services, bootstrap
 from tests.clock import Clock
-from tests.conftest import READER, WRITER, LiveServer, make_settings
+from tests.conftest import READER, WRITER, make_settings, running, serving
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 CLI = str(Path(sys.executable).parent / "product-status")
@@ -36,21 +36,12 @@ def clock() -> Clock:
 
 @pytest.fixture
 def services(database_url: str, clock: Clock) -> Iterator[Services]:
-    built = bootstrap(make_settings(database_url), clock=clock)
-    built.start_projections()
-    yield built
-    built.close()
+    yield from running(make_settings(database_url), clock=clock)
 
 
 @pytest.fixture
 def http(services: Services) -> Iterator[httpx.Client]:
-    server = LiveServer(services)
-    server.start()
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            yield client
-    finally:
-        server.stop()
+    yield from serving(services)
 
 
 def at(clock: Clock, minutes: float) -> None:
@@ -212,14 +203,9 @@ def timed(database_url: str, clock: Clock) -> Iterator[tuple[Services, httpx.Cli
     test says so."""
     built = bootstrap(make_settings(database_url, INCIDENT_AUTO_RESOLVE_HOURS="1"),
                       clock=clock)
-    server = LiveServer(built)
-    server.start()
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            yield built, client
-    finally:
-        server.stop()
-        built.close()
+    for client in serving(built):
+        yield built, client
+    built.close()
 
 
 def tick(services: Services) -> None:

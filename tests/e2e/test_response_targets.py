@@ -12,9 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.bootstrap import bootstrap
 from tests.clock import Clock
-from tests.conftest import READER, WRITER, LiveServer, make_settings
+from tests.conftest import READER, WRITER, make_settings, running, serving
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 FIELDS = {"acknowledged_at", "response_due_at", "response_breached", "update_overdue"}
@@ -29,16 +28,8 @@ def clock() -> Clock:
 def http(database_url: str, clock: Clock) -> Iterator[httpx.Client]:
     settings = make_settings(database_url, RESPONSE_TARGETS="critical=5m,high=30m",
                              UPDATE_REMINDER_MINUTES="10")
-    services = bootstrap(settings, clock=clock)
-    services.start_projections()
-    server = LiveServer(services)
-    server.start()
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            yield client
-    finally:
-        server.stop()
-        services.close()
+    for services in running(settings, clock=clock):
+        yield from serving(services)
 
 
 def z(minutes: float) -> str:
