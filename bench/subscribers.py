@@ -51,6 +51,7 @@ from infra.bootstrap import Services, bootstrap
 from infra.integrations.occurrences import IncidentStates
 from infra.settings import load_settings
 from infra.subscribers.delivery import SubscriberDelivery, mail_for
+from tests.subscribers import confirmed_subscribers
 
 # The sink (a child process).
 
@@ -132,16 +133,6 @@ def database(store: str) -> Iterator[str]:
             yield url
 
 
-def subscribe_all(services: Services, count: int) -> list[str]:
-    store = services.subscribers.store
-    addresses = [f"subscriber{n}@bench.invalid" for n in range(count)]
-    for address in addresses:
-        confirmation = store.subscribe(address, [])
-        assert confirmation is not None
-        assert store.confirm(confirmation.token)
-    return addresses
-
-
 def update(services: Services, incident: str, text: str) -> str:
     """Posts an update; returns the Message-ID its mail carries."""
     written = services.commands.add_update(incident, NewUpdate(public_message=text))
@@ -188,7 +179,8 @@ def run(args: argparse.Namespace) -> None:
         sink_proc = start_sink(port, out)
         services = bootstrap(settings)
         try:
-            addresses = subscribe_all(services, count)
+            addresses = confirmed_subscribers(services, count, name="subscriber",
+                                              domain="bench.invalid")
             incident = services.commands.create(NewIncident(
                 title="Checkout errors", public_message="Investigating")).incident_id
             services.start_delivery()

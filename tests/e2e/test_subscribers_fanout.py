@@ -17,6 +17,7 @@ from infra.settings import Settings
 from tests.conftest import delivering, make_settings
 from tests.e2e.test_integrations_delivery import declare, post_update, wait_until
 from tests.receivers import HttpReceiver, SmtpReceiver
+from tests.subscribers import confirmed_subscribers
 
 SUBSCRIBERS = 200
 ADMIN = {"Authorization": "Bearer admin-token"}
@@ -33,20 +34,11 @@ def services(settings: Settings) -> Iterator[Services]:
     yield from delivering(settings)
 
 
-def confirmed_subscribers(services: Services, count: int) -> list[str]:
-    store = services.subscribers.store
-    addresses = [f"reader{n}@example.net" for n in range(count)]
-    for address in addresses:
-        confirmation = store.subscribe(address, [])
-        assert confirmation is not None
-        assert store.confirm(confirmation.token)
-    return addresses
-
-
 def test_every_subscriber_gets_the_update_once_though_the_mail_server_died(
         http: httpx.Client, services: Services, smtp: SmtpReceiver) -> None:
     incident = declare(http, title="Payments failing", affected_services=["payments"])
-    addresses = confirmed_subscribers(services, SUBSCRIBERS)
+    addresses = confirmed_subscribers(services, SUBSCRIBERS, name="reader",
+                                      domain="example.net")
     hook = HttpReceiver().start()
     try:
         added = http.post("/api/v1/integrations", headers=ADMIN,
