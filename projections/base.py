@@ -204,6 +204,16 @@ class NameLists:
         self.lists: dict[str, tuple[str, ...]] = {}
         self.new: set[str] = set()  # incidents created in this batch: nothing to delete
 
+    def create_statements(self) -> list[str]:
+        """CREATE statements of the table, keyed by name then incident, and of its index by
+        incident."""
+        return [
+            f"""CREATE TABLE IF NOT EXISTS {self.table} (
+                incident_id TEXT NOT NULL, name TEXT NOT NULL,
+                PRIMARY KEY (name, incident_id))""",
+            f"CREATE INDEX IF NOT EXISTS {self.table}_incident ON {self.table} (incident_id)",
+        ]
+
     def replace(self, incident_id: str, names: Sequence[str], *, new: bool = False) -> None:
         self.lists[incident_id] = tuple(dict.fromkeys(names))
         if new:

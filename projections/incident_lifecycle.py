@@ -41,7 +41,7 @@ class IncidentLifecycle(Projection):
         self.services = NameLists(self.t("lifecycle_services"))
 
     def create_statements(self, dialect: str) -> list[str]:
-        incidents, services = (self.t(n) for n in self.tables)
+        incidents = self.t("lifecycle_incidents")
         return [
             f"""CREATE TABLE IF NOT EXISTS {incidents} (
                 id TEXT PRIMARY KEY, severity TEXT NOT NULL, incident_type TEXT NOT NULL,
@@ -50,10 +50,7 @@ class IncidentLifecycle(Projection):
                 status TEXT NOT NULL, status_since BIGINT NOT NULL,
                 status_micros TEXT NOT NULL, deleted BOOLEAN NOT NULL)""",
             f"CREATE INDEX IF NOT EXISTS {incidents}_start ON {incidents} (start_time)",
-            f"""CREATE TABLE IF NOT EXISTS {services} (
-                incident_id TEXT NOT NULL, name TEXT NOT NULL,
-                PRIMARY KEY (name, incident_id))""",
-            f"CREATE INDEX IF NOT EXISTS {services}_incident ON {services} (incident_id)",
+            *self.services.create_statements(),
         ]
 
     @handles(Incident.Created)

@@ -33,7 +33,7 @@ class IncidentList(Projection):
         self.regions = NameLists(self.t("incident_regions"))
 
     def create_statements(self, dialect: str) -> list[str]:
-        incidents, services, regions = (self.t(n) for n in self.tables)
+        incidents = self.t("incidents")
         columns = ",\n                ".join([
             "id TEXT PRIMARY KEY", "created_position BIGINT NOT NULL",
             *column_definitions(_FIELDS), f"{PUBLIC_UPDATE_AT} BIGINT NOT NULL",
@@ -46,14 +46,8 @@ class IncidentList(Projection):
             # costs the same at any depth (no index that would make planners sort).
             f"CREATE UNIQUE INDEX IF NOT EXISTS {incidents}_newest "
             f"ON {incidents} (created_position)",
-            f"""CREATE TABLE IF NOT EXISTS {services} (
-                incident_id TEXT NOT NULL, name TEXT NOT NULL,
-                PRIMARY KEY (name, incident_id))""",
-            f"CREATE INDEX IF NOT EXISTS {services}_incident ON {services} (incident_id)",
-            f"""CREATE TABLE IF NOT EXISTS {regions} (
-                incident_id TEXT NOT NULL, name TEXT NOT NULL,
-                PRIMARY KEY (name, incident_id))""",
-            f"CREATE INDEX IF NOT EXISTS {regions}_incident ON {regions} (incident_id)",
+            *self.services.create_statements(),
+            *self.regions.create_statements(),
         ]
 
     @handles(Incident.Created)

@@ -73,7 +73,7 @@ class IncidentPeriods(Projection):
         self.cells = Cells(self.t("period_days"))
 
     def create_statements(self, dialect: str) -> list[str]:
-        incidents, services, stats, days = (self.t(n) for n in self.tables)
+        incidents, _, stats, days = (self.t(n) for n in self.tables)  # _: self.services
         return [
             f"""CREATE TABLE IF NOT EXISTS {incidents} (
                 id TEXT PRIMARY KEY, title TEXT NOT NULL, status TEXT NOT NULL,
@@ -86,10 +86,7 @@ class IncidentPeriods(Projection):
             f"CREATE INDEX IF NOT EXISTS {incidents}_last_end ON {incidents} (last_end)",
             # The history walks this one newest first, a page at a time (keyset).
             f"CREATE INDEX IF NOT EXISTS {incidents}_start ON {incidents} (start_time, id)",
-            f"""CREATE TABLE IF NOT EXISTS {services} (
-                incident_id TEXT NOT NULL, name TEXT NOT NULL,
-                PRIMARY KEY (name, incident_id))""",
-            f"CREATE INDEX IF NOT EXISTS {services}_incident ON {services} (incident_id)",
+            *self.services.create_statements(),
             f"""CREATE TABLE IF NOT EXISTS {stats} (
                 scope TEXT NOT NULL, name TEXT NOT NULL, incidents BIGINT NOT NULL,
                 created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
