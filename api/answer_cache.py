@@ -185,11 +185,16 @@ def not_modified(request: Request, etag: str, last_modified: int | None) -> bool
     """True when the client's copy is current: If-None-Match (weak comparison, `*`
     matches) decides when sent; otherwise If-Modified-Since, against a settled
     Last-Modified only."""
-    if_none_match = request.headers.get("if-none-match")
+    return client_current(request.headers.get("if-none-match"),
+                          request.headers.get("if-modified-since"), etag, last_modified)
+
+
+def client_current(if_none_match: str | None, if_modified_since: str | None, etag: str,
+                   last_modified: int | None) -> bool:
+    """`not_modified` of the two headers' values."""
     if if_none_match is not None:
         tags = tags_of(if_none_match)
         return "*" in tags or etag in tags
-    if_modified_since = request.headers.get("if-modified-since")
     if if_modified_since is None or last_modified is None:
         return False
     try:
@@ -358,13 +363,34 @@ class PublicAnswers:
         return answer, front
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Front:
     key: Hashable
     cache_control: str
     vary: str
     route: object
     until: datetime | None = None  # the URL's key may change after (kept per minute)
+    # The last answer sent for the URL with its head as sent (200 and 304), while that
+    # head cannot change (no Last-Modified still to settle).
+    heads: tuple[Answer, RawHeaders, RawHeaders] | None = None
+
+    def heads_of(self, answer: Answer) -> tuple[RawHeaders, RawHeaders]:
+        """The raw header lists `respond` sends for `answer`: a 200 and a 304."""
+        kept = self.heads
+        if kept is not None and kept[0] is answer:
+            return kept[1], kept[2]
+        full = Response(answer.body, status_code=answer.status_code,
+                        media_type=answer.media_type, headers=self._headers(answer))
+        empty = Response(status_code=304, headers=self._headers(answer))
+        if answer.newest is None or settled(answer.newest) is not None:
+            self.heads = (answer, full.raw_headers, empty.raw_headers)
+        return full.raw_headers, empty.raw_headers
+
+    def _headers(self, answer: Answer) -> dict[str, str]:
+        return _sent_headers(answer, cache_control=self.cache_control, vary=self.vary)
+
+
+RawHeaders = list[tuple[bytes, bytes]]
 
 
 class ServeKept:
@@ -386,21 +412,49 @@ class ServeKept:
         answer, front = found
         if front.route is not None:
             scope["route"] = front.route  # for the metrics' route label
-        response = respond(Request(scope), answer, cache_control=front.cache_control,
-                           vary=front.vary)
-        await response(scope, receive, send)
+        # What `respond` would send, from the head kept with the URL: a crowd's request
+        # costs no header building.
+        full, empty = front.heads_of(answer)
+        if answer.status_code == 200 and _current(scope, answer):
+            await send({"type": "http.response.start", "status": 304, "headers": empty})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send({"type": "http.response.start", "status": answer.status_code,
+                    "headers": full})
+        await send({"type": "http.response.body", "body": answer.body})
+
+
+def _current(scope: Scope, answer: Answer) -> bool:
+    """`not_modified` for a request's raw headers."""
+    if_none_match = if_modified_since = None
+    for name, value in scope["headers"]:  # the first of each, as `Request.headers.get`
+        if name == b"if-none-match" and if_none_match is None:
+            if_none_match = value.decode("latin-1")
+        elif name == b"if-modified-since" and if_modified_since is None:
+            if_modified_since = value.decode("latin-1")
+    if if_none_match is None and if_modified_since is None:
+        return False
+    return client_current(if_none_match, if_modified_since, answer.etag,
+                          settled(answer.newest))
+
+
+def _sent_headers(answer: Answer, *, cache_control: str, vary: str,
+                  headers: Mapping[str, str] | None = None) -> dict[str, str]:
+    sent = {**dict(answer.headers), "ETag": answer.etag, "Cache-Control": cache_control,
+            "Vary": vary, **(headers or {})}
+    last_modified = settled(answer.newest)
+    if last_modified is not None:
+        sent["Last-Modified"] = format_datetime(moment(last_modified), usegmt=True)
+    return sent
 
 
 def respond(request: Request, answer: Answer, *, cache_control: str, vary: str,
             headers: Mapping[str, str] | None = None) -> Response:
     """An answer kept, or 304 when it is a 200 and the client's copy is current
     (`If-None-Match`; without it `If-Modified-Since`, against a settled Last-Modified)."""
-    sent = {**dict(answer.headers), "ETag": answer.etag, "Cache-Control": cache_control,
-            "Vary": vary, **(headers or {})}
-    last_modified = settled(answer.newest)
-    if last_modified is not None:
-        sent["Last-Modified"] = format_datetime(moment(last_modified), usegmt=True)
-    if answer.status_code == 200 and not_modified(request, answer.etag, last_modified):
+    sent = _sent_headers(answer, cache_control=cache_control, vary=vary, headers=headers)
+    if answer.status_code == 200 and not_modified(request, answer.etag,
+                                                  settled(answer.newest)):
         return Response(status_code=304, headers=sent)
     return Response(answer.body, status_code=answer.status_code,
                     media_type=answer.media_type, headers=sent)
