@@ -60,6 +60,9 @@ class Projection:
 
     name: ClassVar[str]
     tables: ClassVar[tuple[str, ...]]
+    # Raised when what the rows hold changes while the tables do not: another shape, so an
+    # existing deployment rebuilds the read model (0 adds nothing to the shape).
+    revision: ClassVar[int] = 0
 
     def __init__(self, suffix: str = "") -> None:
         self.suffix = suffix
@@ -78,8 +81,11 @@ class Projection:
         """The digest of the read model's tables and indexes as this code creates them
         (its live CREATE statements, whitespace aside). It is recorded beside the read
         model's position: a start that finds another recorded rebuilds the read model
-        (`infra/rebuild.py`), so changing a table needs no version number bumped."""
-        statements = (" ".join(s.split()) for s in cls().create_statements(dialect))
+        (`infra/rebuild.py`), so changing a table needs no version number bumped; changing
+        what its rows hold in the same tables raises `revision`."""
+        statements = [" ".join(s.split()) for s in cls().create_statements(dialect)]
+        if cls.revision:
+            statements.append(f"revision {cls.revision}")
         return hashlib.sha256("\n".join(statements).encode()).hexdigest()[:16]
 
     handlers: ClassVar[dict[type[IncidentEvent], str]]

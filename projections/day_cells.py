@@ -8,6 +8,14 @@ derived from them when written, the incidents in order, the union of the unplann
 (`spans`), its length in microseconds (`affected`) and the worst severity. Periods still
 open are not in cells (they grow with the clock): queries add them as they read.
 
+A cell is kept only where an answer can show it. A window of the bars is at most
+`LONGEST_WINDOW` days and ends today, and today is never before the day an ended period
+ended (its end is the time of the event that ended it, and the clock only moves forward): so
+of an ended period only its last `KEPT_DAYS` days are in cells, however early it started
+(its `start_time` may be any date), which bounds an incident's cells per period, service
+and audience. The bound depends on the period alone, so the cells are the same on a
+rebuild, whenever it runs.
+
 An event changes an incident's cells only through its contributions: the cells it is in
 before the event and after it (`contributions()` of the row before and after) are compared,
 and only the cells that differ are read and written, once per batch.
@@ -25,6 +33,10 @@ from projections.base import Cursor, load_list
 from projections.incident_summary import SCOPES
 
 DAY_US = 86_400_000_000
+LONGEST_WINDOW = 365  # days of the longest window of the bars (`GET /api/v1/services`)
+# An ended period's days kept in cells: the longest window's, and one to spare for a reader
+# whose clock is behind the writer's across a midnight.
+KEPT_DAYS = LONGEST_WINDOW + 1
 WORST_FIRST = [s.value for s in Severity]
 MAINTENANCE = IncidentType.MAINTENANCE.value
 Key = tuple[str, str, int]  # scope, service, day (days since the epoch)
@@ -57,9 +69,17 @@ def pieces(start: int, end: int) -> Iterable[tuple[int, int, int]]:
         yield day, max(start, day * DAY_US), min(end, (day + 1) * DAY_US)
 
 
+def shown_from(end: int) -> int:
+    """The earliest moment of an ended period (ending at `end`, exclusive) that a window
+    can show: the midnight starting the first of the `KEPT_DAYS` days that end with the
+    period's last day."""
+    return ((end - 1) // DAY_US - (KEPT_DAYS - 1)) * DAY_US
+
+
 def contributions(row: Mapping[str, Any] | None) -> dict[Key, Entry]:
     """The cells an incident (its row) is in, and its entry in each: its ended periods,
-    for each audience that sees it and each of its services."""
+    for each audience that sees it and each of its services; of each period only the days
+    a window can show (`shown_from`)."""
     if row is None:
         return {}
     scopes = [scope for audience, scope in SCOPES.items()
@@ -68,7 +88,7 @@ def contributions(row: Mapping[str, Any] | None) -> dict[Key, Entry]:
     by_day: dict[int, list[list[Any]]] = {}
     for start, end, severity in json.loads(row["periods"]):
         if end is not None:
-            for day, lo, hi in pieces(start, end):
+            for day, lo, hi in pieces(max(start, shown_from(end)), end):
                 by_day.setdefault(day, []).append([lo, hi, severity])
     if not scopes or not by_day:
         return {}

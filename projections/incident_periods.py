@@ -17,7 +17,8 @@ names each incident's services; `period_service_stats` keeps per audience of
 `domain.visibility` (scope `public` or `all`, as `incident_summary` names them) each service
 named by a visible incident, with how many, when the first was declared and when one last
 changed: recounted at the end of a batch for the services its events touched.
-`period_days` holds the day cells of `projections.day_cells`.
+`period_days` holds the day cells of `projections.day_cells` (of an ended period, only
+the days a window of the bars can show).
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class IncidentPeriods(Projection):
     name: ClassVar[str] = "incident_periods"
     tables: ClassVar[tuple[str, ...]] = ("period_incidents", "period_services",
                                          "period_service_stats", "period_days")
+    # 1: an ended period's day cells are only its last `day_cells.KEPT_DAYS` days.
+    revision: ClassVar[int] = 1
 
     def __init__(self, suffix: str = "") -> None:
         super().__init__(suffix)

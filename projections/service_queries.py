@@ -26,7 +26,7 @@ from domain.values import Severity, Status
 from domain.visibility import VISIBLE, Audience, where
 from projections.base import ReadStore, load_list, micros, moment, rfc3339_micros
 from projections.columns import named
-from projections.day_cells import DAY_US, MAINTENANCE, merged, pieces, worst
+from projections.day_cells import DAY_US, LONGEST_WINDOW, MAINTENANCE, merged, pieces, worst
 from projections.incident_periods import OPEN
 from projections.incident_summary import SCOPES
 
@@ -183,7 +183,9 @@ class ServiceQueries:
 
     def bars(self, *, audience: Audience, days: int, now: datetime) -> list[ServiceBar]:
         """Every service named by an incident `audience` sees, by name, with its last
-        `days` UTC days (the last one today)."""
+        `days` UTC days (the last one today), at most `LONGEST_WINDOW` (the cells hold
+        no earlier day of an ended period)."""
+        assert 1 <= days <= LONGEST_WINDOW, days
         now_us = micros(now)
         today = now.astimezone(UTC).date()
         first_day = today - timedelta(days=days - 1)

@@ -25,6 +25,7 @@ from api.status_schemas import (
 from api.statuspage import StatusPage
 from domain.visibility import Audience
 from infra.bootstrap import Services
+from projections.day_cells import LONGEST_WINDOW
 
 router = APIRouter(tags=["status"])
 
@@ -32,7 +33,8 @@ router = APIRouter(tags=["status"])
 @router.get("/api/v1/services", response_model=ServiceList, responses=CONDITIONAL)
 async def services(
     request: Request, caller: AnyCaller, reads: ServiceReads, clock: Clock, _: Consistent,
-    days: Annotated[int, Query(ge=1, le=365, description="UTC days, the last one today")] = 90,
+    days: Annotated[int, Query(ge=1, le=LONGEST_WINDOW,
+                               description="UTC days, the last one today")] = 90,
 ) -> Response:
     """Each service named by an incident the caller sees, by name: its state now, and per
     UTC day the worst severity active, the minutes affected and the incidents."""
