@@ -25,9 +25,9 @@ from projections.base import micros
 from projections.day_cells import DAY_US
 from projections.incident_periods import IncidentPeriods
 from projections.incident_summary import SCOPES
+from tests.clock import Clock
 from tests.conftest import READER, LiveServer
 from tests.integration.test_service_days import (
-    Clock,
     World,
     at,
     change,
@@ -66,7 +66,7 @@ def world(settings: Settings) -> Iterator[World]:
 def far_back(world: World, how: str) -> None:
     """Declares "ancient" (high, on SERVICES) started on 1900-01-01, either as declared
     or by a change after it was resolved, and resolves it at RESOLVED."""
-    world.clock.current = at(DECLARED)
+    world.clock.now = at(DECLARED)
     start = at("1900-01-01T00:00:00") if how == "declared" else at(DECLARED)
     world.ids["ancient"] = world.services.commands.create(NewIncident(
         title="ancient", start_time=start, severity=Severity.HIGH,
@@ -74,7 +74,7 @@ def far_back(world: World, how: str) -> None:
     update(world, "ancient", RESOLVED, Status.RESOLVED)
     if how == "changed":
         change(world, "ancient", "2026-03-10T07:00:00", start_time=at("1900-01-01T00:00:00"))
-    world.clock.current = at(NOW)
+    world.clock.now = at(NOW)
     world.services.projector.catch_up()
 
 
@@ -127,7 +127,7 @@ def test_a_period_from_long_ago_keeps_the_days_a_window_can_show(world: World,
                                        LAST_DAY)
     assert_answers(world)
     # Later, the window moves past the days kept and counts none it lacks.
-    world.clock.current = at("2026-06-01T09:00:00")
+    world.clock.now = at("2026-06-01T09:00:00")
     later = services_of(world, days=365)["web"]
     first = date(2026, 6, 1) - timedelta(days=364)
     affected = [d["minutes_affected"] for d in later["days"]]
