@@ -18,7 +18,12 @@ from infra.integrations import messages
 from infra.integrations.config import PAGERDUTY_URL, Integration
 from infra.integrations.destinations import NetworkPolicy
 from infra.integrations.messages import TEST_TYPE, Message
-from infra.integrations.occurrences import IncidentStates, Occurrence, visible_document
+from infra.integrations.occurrences import (
+    IncidentStates,
+    Occurrence,
+    visible_document,
+    withdrawn_from_public,
+)
 from infra.integrations.senders import HttpSender, MailSender, Sender
 from infra.integrations.store import IntegrationStore
 from infra.mail_settings import smtp_server
@@ -82,6 +87,10 @@ def compose(integration: Integration, occurrence: Occurrence, context: DeliveryC
     nothing this kind sends for it)."""
     document = visible_document(integration.filters, occurrence)
     if document is None:
+        if integration.kind == "pagerduty" \
+                and withdrawn_from_public(integration.filters, occurrence):
+            assert integration.routing_key is not None
+            return messages.pagerduty_withdrawal(occurrence, integration.routing_key)
         return None
     base_url = context.settings.base_url
     if integration.kind == "webhook":

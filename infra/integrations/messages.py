@@ -167,6 +167,18 @@ def pagerduty(occurrence: Occurrence, routing_key: str, base_url: str) -> Messag
                    json.dumps(body, ensure_ascii=False).encode())
 
 
+def pagerduty_withdrawal(occurrence: Occurrence, routing_key: str) -> Message | None:
+    """For an event that took a public incident out of the public's sight: the resolve a
+    deletion sends (nothing else sends anything), naming the incident by its id only, as
+    nothing else of the event or of the incident after it is public."""
+    if pagerduty_action(occurrence) != "resolve":
+        return None
+    body = {"routing_key": routing_key, "event_action": "resolve",
+            "dedup_key": occurrence.stored.subject}
+    return Message(occurrence.event_id, occurrence.position, occurrence.type,
+                   json.dumps(body, ensure_ascii=False).encode())
+
+
 # Email.
 
 @cache

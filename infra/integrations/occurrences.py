@@ -86,9 +86,12 @@ class Occurrence:
 
 def visible_document(filters: Filters, occurrence: Occurrence) -> bytes | None:
     """The form of the event this integration receives, or None when its filters leave it
-    out. A public integration (`include_internal` false) sees only events of incidents
-    an anonymous reader saw just before or just after the event (so a deletion still
-    arrives), without internal fields; and nothing that only changed internal fields."""
+    out. A public integration (`include_internal` false) sees only events after which an
+    anonymous reader sees the incident (public and not deleted), without internal fields;
+    and nothing that only changed internal fields. So an event that makes an incident
+    private or deletes it reaches no public destination: the anonymous reader no longer
+    sees the incident at all, and what the event wrote (a new title, a new message) was
+    never public."""
     if not filters.takes_type(occurrence.type):
         return None
     after = occurrence.after
@@ -96,9 +99,22 @@ def visible_document(filters: Filters, occurrence: Occurrence) -> bytes | None:
         return None
     if filters.include_internal:
         return occurrence.stored.document
-    if not (shown_to_public(occurrence.before) or shown_to_public(after)):
+    if not shown_to_public(after):
         return None
     return public_form(occurrence.stored.document)
+
+
+def withdrawn_from_public(filters: Filters, occurrence: Occurrence) -> bool:
+    """Whether the event took an incident the public saw out of its sight (made it private
+    or deleted it), for a public integration whose filters take the incident as the
+    public last saw it. Such an event has no public form; a destination told of it (only
+    PagerDuty, whose alert a deletion resolves) is told the incident's id and nothing
+    else."""
+    before = occurrence.before
+    return (not filters.include_internal and filters.takes_type(occurrence.type)
+            and before is not None and shown_to_public(before)
+            and not shown_to_public(occurrence.after)
+            and filters.takes_incident(before.severity, before.affected_services))
 
 
 class IncidentStates:

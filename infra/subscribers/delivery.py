@@ -1,6 +1,9 @@
 """Subscribers' mail: one follower of the event store (its own position and lease, like
 an integration's) that fans each public change out to the confirmed subscribers it
 concerns, one mail each, as the email integration writes it without internal content.
+A public change is one after which the public sees the incident (public, not deleted):
+an event that makes an incident private or deletes it sends no mail, as the mail would
+be made of what the event wrote, which the public never saw.
 
 Every accepted mail leaves a receipt (subscriber, event), recorded as the integrations
 record their attempts (at least every RECORD_EVERY seconds, and always before a failure
@@ -69,9 +72,13 @@ class SubscriberDelivery(HoldsSender, Delivering):
         assert self.sender is not None, "open() first"
         # Events before this batch are done (the follower saved its position past them).
         self.store.forget_receipts(events[0].position)
+        # Read once for the batch, after its events were read from the store: whoever
+        # confirms later has a confirmed_position (the store's head then) at or past every
+        # event of the batch, so is owed none of them.
         subscribers = self.store.confirmed()
         for stored in events:
             occurrence = self.states.occurrence(stored)  # every event: the fold goes on
+            # Public after the event, or no mail (not even of a withdrawal).
             if not subscribers or visible_document(PUBLIC, occurrence) is None:
                 continue
             affected = set(occurrence.after.affected_services)

@@ -1,15 +1,21 @@
 """What an anonymous caller can learn of what it may not see, on SQLite and PostgreSQL:
 nothing. A hidden incident answers exactly as an unknown id (also as it stood in the
 past); private activity leaves every public feed as it was; the store's head (which counts
-every write, private ones too) is told to nobody without a token; and a `store_position`
-cookie of another store is ignored and expired rather than answered 400.
+every write, private ones too) is told to nobody without a token; a `store_position`
+cookie of another store is ignored and expired rather than answered 400; and a write that
+makes an incident private or deletes it sends public destinations (subscribers' mail,
+public webhooks, Slack and email integrations) nothing, its new details least of all.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from functools import partial
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -17,10 +23,14 @@ from typing import Any
 import httpx
 import pytest
 
+from commands.cloudevents import event_id as cloudevent_id
 from domain.incident import Incident
 from domain.values import Status
 from infra.bootstrap import Services, bootstrap
 from tests.conftest import READER, WRITER, LiveServer, make_settings
+from tests.e2e.test_integrations_delivery import ADMIN, wait_until
+from tests.e2e.test_subscribers import PUBLIC_BASE, confirm_through_mail, mails_to
+from tests.receivers import HttpReceiver, Received, SmtpReceiver
 from tests.servers import free_port
 
 INCIDENTS = "/api/v1/incidents"
@@ -315,3 +325,111 @@ def test_a_position_cookie_beyond_the_head_is_ignored_and_expired(
     finally:
         other_server.stop()
         other.close()
+
+
+# ----------------------------------------------------------------------------------------
+# public destinations
+
+SECRET_TITLE = "SECRET: customer ACME breach"
+SECRET_MESSAGE = "ACME records were exposed"
+SUBSCRIBER, TEAM = "someone@example.org", "team@example.com"
+
+
+def message_ids(mails: list[Any]) -> list[str]:
+    return [str(m["Message-ID"]).strip("<>").split("@")[0] for m in mails]
+
+
+def mail_text(mail: EmailMessage) -> str:
+    """A mail's headers and the decoded text of each of its parts."""
+    parts = [part.get_content() for part in mail.walk() if part.get_content_maintype() == "text"]
+    return "\n".join([str(mail), *parts])
+
+
+def bodies(received: list[Received]) -> str:
+    return "\n".join(r.body.decode() for r in received)
+
+
+def mailed(smtp: SmtpReceiver, address: str, event_id: str) -> bool:
+    return event_id in message_ids(mails_to(smtp, address))
+
+
+def posted(receiver: HttpReceiver, text: str) -> bool:
+    return text in bodies(receiver.delivered())
+
+
+@pytest.mark.parametrize("case", ["turned_private", "deleted"])
+def test_public_destinations_get_nothing_of_an_incident_made_private_or_deleted(
+        database_url: str, smtp: SmtpReceiver, case: str) -> None:
+    """A public incident renamed and made private in one PUT, or deleted: confirmed
+    subscribers (a real SMTP server) and public webhook, Slack and email integrations get
+    no message about that write, and nothing of what it wrote; PagerDuty resolves the
+    alert of a deleted incident, naming nothing but the incident."""
+    services = bootstrap(make_settings(
+        database_url, SMTP_URL=smtp.url, PUBLIC_BASE_URL=PUBLIC_BASE,
+        EMAIL_FROM="Status <status@example.com>", INTEGRATIONS_ALLOW_PRIVATE_NETWORKS="true"))
+    services.start_projections()
+    services.start_delivery()
+    server = LiveServer(services)
+    server.start()
+    hook, slack, pagerduty = HttpReceiver().start(), HttpReceiver().start(), HttpReceiver().start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            for body in ({"kind": "webhook", "url": hook.url}, {"kind": "slack", "url": slack.url},
+                         {"kind": "pagerduty", "url": pagerduty.url, "routing_key": "R0UTING"},
+                         {"kind": "email", "to": [TEAM]}):
+                added = http.post("/api/v1/integrations", json={"name": body["kind"], **body},
+                                  headers=ADMIN)
+                assert added.status_code == 201, added.text
+                if body["kind"] == "webhook":
+                    hook.secret = added.json()["secret"]
+            assert http.post("/api/v1/subscribers",
+                             json={"email": SUBSCRIBER, "services": []}).status_code == 202
+            confirm_through_mail(http, smtp, SUBSCRIBER)
+
+            incident = create(http, title="Checkout is down", affected_services=["api"],
+                              public_message="Looking into it")
+            url = f"{INCIDENTS}/{incident['id']}"
+            if case == "turned_private":
+                write(http.put(url, headers=WRITER, json={
+                    "title": SECRET_TITLE, "public_message": SECRET_MESSAGE,
+                    "affected_services": ["acme-vault"], "is_public": False}))
+            else:
+                write(http.delete(url, headers=WRITER))
+            hiding = list(services.event_log.read_all(incident["id"]))[-1]
+            assert hiding.type.endswith("updated" if case == "turned_private" else "deleted")
+            # Every follower goes in store order: once the next incident reached a
+            # destination, the hiding write was dealt with.
+            marker = create(http, title="Search is slow", affected_services=["api"])
+            created = [cloudevent_id(incident["id"], 1), cloudevent_id(marker["id"], 1)]
+            for address in (TEAM, SUBSCRIBER):
+                wait_until(partial(mailed, smtp, address, created[1]), 60,
+                           f"the mail about the next incident to {address}")
+            for receiver in (hook, slack, pagerduty):
+                wait_until(partial(posted, receiver, marker["id"]), 60,
+                           "the next incident at every receiver")
+            time.sleep(0.5)  # anything more would show now
+
+            with smtp.lock:
+                mails = [mail_text(m) for _, m in smtp.messages]
+            texts = [*mails, bodies(hook.delivered()), bodies(slack.delivered()),
+                     bodies(pagerduty.delivered())]
+            for text in texts:
+                for secret in (SECRET_TITLE, SECRET_MESSAGE, "acme-vault", "Withdrawn",
+                               json.loads(hiding.document)["id"]):
+                    assert secret not in text, (secret, text)
+            assert message_ids(mails_to(smtp, TEAM)) == created
+            assert message_ids(mails_to(smtp, SUBSCRIBER))[1:] == created  # after the link
+            assert hook.ids() == created
+            assert len(slack.delivered()) == 2
+            sent = [r.json() for r in pagerduty.delivered()]
+            assert [(s["event_action"], s["dedup_key"]) for s in sent] == [
+                ("trigger", incident["id"]),
+                *([("resolve", incident["id"])] if case == "deleted" else []),
+                ("trigger", marker["id"])]
+            if case == "deleted":
+                assert set(sent[1]) == {"routing_key", "event_action", "dedup_key"}
+    finally:
+        for receiver in (hook, slack, pagerduty):
+            receiver.stop()
+        server.stop()
+        services.close()
