@@ -198,6 +198,8 @@ class _MailHandler:
         assert isinstance(message, EmailMessage)
         with self.receiver.lock:
             self.receiver.messages.append((list(envelope.rcpt_tos), message))
+        if self.receiver.on_message is not None:  # before the sender hears 250
+            self.receiver.on_message(list(envelope.rcpt_tos), message)
         return "250 OK"
 
 
@@ -208,6 +210,7 @@ class SmtpReceiver:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.messages: list[tuple[list[str], EmailMessage]] = []
+        self.on_message: Callable[[list[str], EmailMessage], None] | None = None
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]

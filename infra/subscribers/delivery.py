@@ -72,14 +72,16 @@ class SubscriberDelivery(HoldsSender, Delivering):
         assert self.sender is not None, "open() first"
         # Events before this batch are done (the follower saved its position past them).
         self.store.forget_receipts(events[0].position)
-        # Read once for the batch, after its events were read from the store: whoever
-        # confirms later has a confirmed_position (the store's head then) at or past every
-        # event of the batch, so is owed none of them.
-        subscribers = self.store.confirmed()
         for stored in events:
             occurrence = self.states.occurrence(stored)  # every event: the fold goes on
             # Public after the event, or no mail (not even of a withdrawal).
-            if not subscribers or visible_document(PUBLIC, occurrence) is None:
+            if visible_document(PUBLIC, occurrence) is None:
+                continue
+            # Read again for each event: whoever unsubscribed or was erased meanwhile
+            # gets no more mail. (Whoever confirms meanwhile is owed none of this batch:
+            # the events were read before, and confirming takes the store's head then.)
+            subscribers = self.store.confirmed()
+            if not subscribers:
                 continue
             affected = set(occurrence.after.affected_services)
             if occurrence.before is not None:
