@@ -6,6 +6,13 @@ until the read tables reached the position the client names (`Min-Position: N` h
 token, this process's last write, whichever is later; after `READ_WAIT_SECONDS` it answers
 503 rather than stale data. An anonymous reader who names no position waits for nothing.
 
+A caller with a token who names no position (a script without a cookie jar) may have
+written through another process of the deployment: another worker of `serve --workers`
+behind the same port (the kernel gives each new connection to any of them), or another
+API process behind a balancer. What it reads covers every write committed before it
+asked, whichever process took it: the store's head, read with one indexed query (the
+process's wake-up source hears of other processes' writes only later).
+
 A position named explicitly that the store has not written is a 400. The cookie is not
 named by the client: it may come from another instance on the same host (cookies are not
 scoped by port) or from before a restore, and an HttpOnly cookie cannot be cleared by a
@@ -58,14 +65,21 @@ async def read_after_writes(
     # This process's last write binds only a reader who may have written: one who names a
     # position or carries a token (an anonymous crowd reads what the read tables hold).
     last = barrier.last_written if names_more(request.scope) else 0
+    # A token caller who names no position: every process's writes (the store's head).
+    everyone = not named and carries_token(request.scope)
+    head = None
+    if everyone and not remembered:
+        head = await anyio.to_thread.run_sync(barrier.store_head)
+        last = max(last, head)
     target = max([*named, remembered, last])
     setattr(request.state, READ_TARGET, target)
     if barrier.has_reached(target):
-        return  # the usual case: no waiting, no thread
-    head = await anyio.to_thread.run_sync(barrier.store_head)
+        return  # the usual case: no waiting (an anonymous reader: no thread either)
+    if head is None:
+        head = await anyio.to_thread.run_sync(barrier.store_head)
     if remembered > head:  # a cookie of another store: ignored, and expired
         setattr(request.state, _STALE_COOKIE, True)
-        target = max([*named, last])
+        target = max([*named, last, head if everyone else 0])
         setattr(request.state, READ_TARGET, target)
     if target > head:
         # The store's head is not told: it would count everyone's writes, private ones too.
@@ -80,6 +94,11 @@ def names_more(scope: Scope) -> bool:
                 name == b"cookie" and POSITION_COOKIE.encode() in value):
             return True
     return b"min_position" in scope.get("query_string", b"")
+
+
+def carries_token(scope: Scope) -> bool:
+    """Whether a request sends a token (checked by the routes' `identify`)."""
+    return any(name == b"authorization" for name, _ in scope["headers"])
 
 
 def read_target(request: Request) -> int:
