@@ -76,7 +76,7 @@ def _work_until_stopped(services: Services, start: Callable[[], None],
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from infra.http_server import ServerLimits
     from infra.serving_limits import open_files_limit
-    from infra.workers import reuse_port_socket, run_workers
+    from infra.workers import metrics_directory, reuse_port_socket, run_workers
 
     open_files = open_files_limit()
     try:
@@ -92,9 +92,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         print(f"product-status: cannot listen on {settings.host}:{settings.port}: {error}",
               file=sys.stderr)
         return 3
-    return run_workers(args.workers, lambda index: _serve_one(
-        settings, args, limits, open_files, index,
-        reuse_port_socket(settings.host, settings.port)))
+    with metrics_directory():  # so that /metrics counts every worker's requests
+        return run_workers(args.workers, lambda index: _serve_one(
+            settings, args, limits, open_files, index,
+            reuse_port_socket(settings.host, settings.port)))
 
 
 def _serve_one(settings: Settings, args: argparse.Namespace, limits: ServerLimits,

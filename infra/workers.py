@@ -8,6 +8,11 @@ timers): the others learn of the read models' progress from the store, as a seco
 would. The parent only waits: SIGINT or SIGTERM stops every worker (each finishes its open
 answers), and a worker that ends alone stops the others, so that the command never runs
 short of workers unnoticed.
+
+The workers' metrics are summed in files (prometheus-client's multiprocess mode, in
+`PROMETHEUS_MULTIPROC_DIR`), so that `/metrics` counts every worker's requests whichever
+answers it: in the operator's directory when the variable names one, else in a private
+temporary directory the parent makes before forking and removes once the workers ended.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 
 MAX_WORKERS = 64
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def workers_count(text: str) -> int:
@@ -42,6 +49,27 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     sock.bind(info[4])
     sock.set_inheritable(True)
     return sock
+
+
+@contextlib.contextmanager
+def metrics_directory() -> Iterator[str]:
+    """The directory the workers keep their metrics in (yielded): `PROMETHEUS_MULTIPROC_DIR`
+    when set, else a new empty one of the caller's, set in the environment the workers
+    inherit and removed afterwards. prometheus-client chooses its mode when imported, so it
+    must not be imported yet in this process (the workers inherit its modules)."""
+    given = os.environ.get(MULTIPROC_DIR)
+    if given:
+        yield given
+        return
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before the workers' metrics "
+                           f"directory was set: {MULTIPROC_DIR} would not be heeded")
+    with tempfile.TemporaryDirectory(prefix="product-status-metrics-") as directory:
+        os.environ[MULTIPROC_DIR] = directory
+        try:
+            yield directory
+        finally:
+            os.environ.pop(MULTIPROC_DIR, None)
 
 
 def run_workers(count: int, serve: Callable[[int], int]) -> int:

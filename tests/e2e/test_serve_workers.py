@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import READER, TOKENS, WRITER
 from tests.processes import ServeProcess, run_cli
@@ -159,3 +161,55 @@ def test_a_token_reads_writes_made_through_any_worker_without_naming_a_position(
         for pid in workers_of_gone(workers):
             os.kill(pid, signal.SIGKILL)
 
+
+def request_count(body: str) -> float:
+    """The anonymous `GET /api/v1/incidents` answered 200, as a scrape counts them."""
+    return sum(sample.value for family in text_string_to_metric_families(body)
+               for sample in family.samples
+               if sample.name == "product_status_http_requests_total"
+               and sample.labels == {"route": "/api/v1/incidents", "method": "GET",
+                                     "status": "200", "caller": "anonymous"})
+
+
+def metric_files(workers: set[int]) -> set[Path]:
+    """The directories of the metric files the workers hold open."""
+    found = set()
+    for pid in workers:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = fd.readlink()
+                if target.suffix == ".db" and target.name.startswith("counter_"):
+                    found.add(target.parent)
+    return found
+
+
+@pytest.mark.parametrize("given", [False, True], ids=["private", "given"])
+def test_metrics_of_workers_count_every_worker(sqlite_url: str, tmp_path: Path,
+                                               given: bool) -> None:
+    """`/metrics` sums the requests of all workers, whichever answers the scrape: in a
+    directory of its own that `serve` removes at exit, or in PROMETHEUS_MULTIPROC_DIR."""
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    env = {"DATABASE_URL": sqlite_url, "API_TOKENS": "reader:r",
+           "PROMETHEUS_MULTIPROC_DIR": str(shared) if given else ""}
+    server = ServeProcess(env, tmp_path / "serve.log", "--workers", "2")
+    workers: set[int] = set()
+    try:
+        workers = listening_workers(server, 2)
+        made = answered_by_each(server, workers, "/api/v1/incidents")
+        directories = metric_files(workers)
+        assert len(directories) == 1, directories
+        directory = directories.pop()
+        assert (directory == shared) is given, directory
+        for _ in range(6):  # new connections: either worker answers
+            scrape = httpx.get(f"{server.url}/metrics", headers={"Authorization": "Bearer r"},
+                               timeout=30)
+            assert scrape.status_code == 200
+            assert request_count(scrape.text) == made, scrape.text
+        server.stop(signal.SIGTERM, timeout=DEADLINE)
+        assert server.process.returncode == 0, server.output()
+        assert directory.is_dir() is given  # an operator's directory is theirs
+    finally:
+        server.stop(signal.SIGKILL)
+        for pid in workers_of_gone(workers):
+            os.kill(pid, signal.SIGKILL)
