@@ -44,10 +44,11 @@ import threading
 import time
 import zlib
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
+from urllib.parse import quote, urlencode
 
 from anyio import to_thread
 from fastapi import Request, Response
@@ -161,14 +162,15 @@ class Answers:
                 self.size -= len(dropped.body)
 
 
-def self_url(request: Request, settings: Settings) -> str:
-    """The URL of this request as sent (path and query still percent-encoded), on
-    PUBLIC_BASE_URL when that is set."""
-    raw_path = request.scope.get("raw_path")
-    path = raw_path.decode("latin-1") if raw_path else request.url.path
-    query = request.scope.get("query_string", b"").decode("latin-1")
+def self_url(request: Request, settings: Settings,
+             query: Sequence[tuple[str, str]] = ()) -> str:
+    """The URL a resource read by this request names itself by: on PUBLIC_BASE_URL when
+    that is set (else the request's scheme and host), its path as routed, and `query`
+    (its validated parameters, in a stable order) in place of the query sent, so that
+    nothing a request adds, nor how it spells what it asks, shows in it."""
     base = settings.public_base_url or f"{request.url.scheme}://{request.url.netloc}"
-    return f"{base}{path}{'?' + query if query else ''}"
+    path = quote(request.scope["path"])
+    return f"{base}{path}{'?' + urlencode(query) if query else ''}"
 
 
 def etag_of(*parts: object) -> str:
@@ -332,12 +334,14 @@ class PublicAnswers:
                             until=until)
 
     def respond(self, request: Request, key: Hashable, answer: Answer, *,
-                cache_control: str, vary: str, until: datetime | None = None) -> Response:
+                cache_control: str, vary: str, until: datetime | None = None,
+                by_url: bool = True) -> Response:
         """`respond`, and remembers the request's URL as one `ServeKept` may answer (when
-        nothing but the URL chose the answer: no token, no position named) until `until`
-        (then the route chooses the key again)."""
+        nothing but the URL chose the answer: no token, no position named, and `by_url`,
+        which is False where the key holds more of the request, such as its host) until
+        `until` (then the route chooses the key again)."""
         scope = request.scope
-        if not names_more(scope):
+        if by_url and not names_more(scope):
             url = (scope["path"], scope.get("query_string", b""))
             with self.answers.lock:
                 self.front[url] = _Front(key, cache_control, vary, scope.get("route"), until)

@@ -1,19 +1,22 @@
 """RSS 2.0, Atom 1.0 and JSON Feed 1.1 feeds of the public incidents, served from the
 `feed_items` read model.
 
-Caching: a feed's ETag is a hash of its URL and of the (id, position) of each incident it
-shows, where position is the store position of the incident's last public change. It
-stays the same while those rows stay the same, whatever happens to other incidents or to
-internal notes, and it changes with every public change of a shown incident.
+Caching: a feed's ETag is a hash of the URL it names itself by (its self link, made of its
+validated parameters: see `self_url`) and of the (id, position) of each incident it shows,
+where position is the store position of the incident's last public change. It stays the
+same while those rows stay the same, whatever happens to other incidents or to internal
+notes, and it changes with every public change of a shown incident.
 Last-Modified is the time of the newest public change in the read model (an incident
 leaving a feed is such a change too). `If-None-Match` is answered first; only without it
 `If-Modified-Since` is.
 
 Each answer (ETag, document) is kept with the app's public answers (api/answer_cache.py)
-by URL with the read model's position it was read at: while the read models have not
-moved it is answered from memory (no I/O); otherwise the feed is read again (one query;
-an incident's feed one, and one more for its entries when its document changed), and its
-document rendered again only if the ETag changed.
+by the URL the feed names itself by, not the one requested (parameters a feed does not
+take, and other spellings of those it takes, neither cost a reading nor show in it), with
+the read model's position it was read at: while the read models have not moved it is
+answered from memory (no I/O); otherwise the feed is read again (one query; an incident's
+feed one, and one more for its entries when its document changed), and its document
+rendered again only if the ETag changed.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ router = APIRouter(prefix="/api/v1", tags=["feeds"])
 
 
 ServiceName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+MAX_ITEMS = 20  # incidents in a general feed unless `max_items` says otherwise
 _CONDITIONAL: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not Modified: the ETag or date sent still holds"}}
 
@@ -87,12 +91,13 @@ class JsonFeedResponse(JSONResponse):
     media_type = JSON_FEED_TYPE
 
 
-async def _serve(kind: str, request: Request, feeds: FeedReader,
+async def _serve(kind: str, request: Request, feeds: FeedReader, query: list[tuple[str, str]],
                  read: Callable[[str], Reading | None]) -> Response:
-    """The feed's answer: from memory while the read model has not moved, else `read`
-    (None: 404); a 304 when the client's copy is current."""
+    """The feed's answer, kept by the URL it names itself by (`query`: its parameters as
+    validated): from memory while the read model has not moved, else `read` (None: 404);
+    a 304 when the client's copy is current."""
     settings = feeds.settings
-    url = self_url(request, settings)
+    url = self_url(request, settings, query)
 
     def produce(kept: Answer | None) -> Answer | None:
         reading = read(url)
@@ -106,15 +111,17 @@ async def _serve(kind: str, request: Request, feeds: FeedReader,
     answer = await public.get(request, (kind, url), produce)
     if answer is None:
         raise Problem(404, "no feed for this incident")
+    # Named on the host asked on (no PUBLIC_BASE_URL), it is not the URL's answer alone.
     return public.respond(request, (kind, url), answer, vary=VARY,
-                          cache_control=f"public, max-age={settings.rss_ttl_minutes * 60}")
+                          cache_control=f"public, max-age={settings.rss_ttl_minutes * 60}",
+                          by_url=settings.public_base_url is not None)
 
 
 async def _general(kind: str, request: Request, feeds: FeedReader,
                    params: GeneralParams) -> Response:
     settings = feeds.settings
     include_resolved, max_items = params.include_resolved, params.max_items
-    services = tuple(dict.fromkeys(params.service))
+    services = params.services()
 
     def read(url: str) -> Reading:
         found = feeds.queries.recent(include_resolved=include_resolved, services=services,
@@ -139,12 +146,12 @@ async def _general(kind: str, request: Request, feeds: FeedReader,
         return Reading(found.position, etag, found.newest, lambda: _RENDERERS[kind](
             channel, [item for i in incidents for item in feeds_xml.incident_items(base, i)]))
 
-    return await _serve(kind, request, feeds, read)
+    return await _serve(kind, request, feeds, params.query(), read)
 
 
 async def _one_incident(kind: str, request: Request, feeds: FeedReader, incident_id: str,
-                        max_items: int) -> Response:
-    settings = feeds.settings
+                        params: IncidentParams) -> Response:
+    settings, max_items = feeds.settings, params.max_items
 
     def read(url: str) -> Reading | None:
         found = feeds.queries.incident(incident_id)
@@ -174,7 +181,7 @@ async def _one_incident(kind: str, request: Request, feeds: FeedReader, incident
 
         return Reading(position, etag, incident.last_public_change, render)
 
-    return await _serve(kind, request, feeds, read)
+    return await _serve(kind, request, feeds, params.query(), read)
 
 
 class GeneralParams(BaseModel):
@@ -183,15 +190,32 @@ class GeneralParams(BaseModel):
 
     include_resolved: bool = Field(
         True, description="false leaves out resolved and post-incident incidents")
-    max_items: int = Field(20, ge=1, le=100, description="how many incidents, 1-100")
+    max_items: int = Field(MAX_ITEMS, ge=1, le=100, description="how many incidents, 1-100")
     service: list[ServiceName] = Field(
         default_factory=list, max_length=50,
         description="only incidents affecting one of these services (repeatable)")
+
+    def services(self) -> tuple[str, ...]:
+        """The services named, each once, in the order of their names: the same feed
+        however they are listed."""
+        return tuple(sorted(set(self.service)))
+
+    def query(self) -> list[tuple[str, str]]:
+        """The parameters as the feed names itself by them: those not at their default,
+        by name, each in one spelling."""
+        query = [] if self.include_resolved else [("include_resolved", "false")]
+        if self.max_items != MAX_ITEMS:
+            query.append(("max_items", str(self.max_items)))
+        return query + [("service", name) for name in self.services()]
 
 
 class IncidentParams(BaseModel):
     max_items: int = Field(MAX_ENTRIES, ge=1, le=MAX_ENTRIES,
                            description="how many entries, newest first, 1-100")
+
+    def query(self) -> list[tuple[str, str]]:
+        """The parameters as the feed names itself by them (see `GeneralParams.query`)."""
+        return [] if self.max_items == MAX_ENTRIES else [("max_items", str(self.max_items))]
 
 
 @router.get("/incidents/rss/feed", response_class=Response, responses=_responses(RSS_TYPE))
@@ -243,7 +267,7 @@ async def incident_rss(
     """RSS 2.0: one item per public entry of the incident (its declaration, each public
     status update, and its postmortem once published), newest first; 404 for an incident
     no feed may show."""
-    return await _one_incident("rss", request, feeds, incident_id, params.max_items)
+    return await _one_incident("rss", request, feeds, incident_id, params)
 
 
 @router.get("/incidents/{incident_id}/atom", response_class=Response,
@@ -256,4 +280,4 @@ async def incident_atom(
     params: Annotated[IncidentParams, Query()],
 ) -> Response:
     """Atom 1.0: the same as the incident's RSS feed."""
-    return await _one_incident("atom", request, feeds, incident_id, params.max_items)
+    return await _one_incident("atom", request, feeds, incident_id, params)

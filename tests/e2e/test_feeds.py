@@ -141,6 +141,19 @@ def rfc3339(text: str | None) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def names_itself(href: str | None, requested: httpx.URL) -> None:
+    """MissingSelf / SelfDoesntMatchLocation: the feed's self link is where it was fetched,
+    named as the feed names itself (RFC 4287: a URL of the same feed): by its parameters
+    not at their default, by name, each service once and in order, and nothing else sent."""
+    general = requested.path in GENERAL.values()
+    defaults = {("include_resolved", "true"), ("max_items", "20" if general else "100")}
+    taken = {(k, v) for k, v in requested.params.multi_items()
+             if k in ("include_resolved", "max_items", "service")}
+    named = httpx.URL(href or "")
+    assert named.copy_with(query=None) == requested.copy_with(query=None), href
+    assert named.params.multi_items() == sorted(taken - defaults), href
+
+
 def no_duplicates(element: ET.Element, allowed: set[str]) -> None:
     """DuplicateElement: an element that may appear once appears at most once."""
     tags = [child.tag for child in element if child.tag not in allowed]
@@ -203,7 +216,7 @@ def check_rss(response: httpx.Response, ttl: int) -> Feed:
     # MissingAtomSelfLink / SelfDoesntMatchLocation.
     selves = [link for link in channel.findall(f"{ATOM}link") if link.get("rel") == "self"]
     assert len(selves) == 1
-    assert selves[0].get("href") == str(response.request.url)
+    names_itself(selves[0].get("href"), response.request.url)
     assert selves[0].get("type") == "application/rss+xml"
     items = []
     for element in channel.findall("item"):
@@ -259,7 +272,7 @@ def check_atom(response: httpx.Response) -> Feed:
     assert len({(lk.get("rel"), lk.get("type"), lk.get("hreflang")) for lk in links}) == len(links)
     selves = [lk for lk in links if lk.get("rel") == "self"]
     assert len(selves) == 1
-    assert selves[0].get("href") == str(response.request.url)
+    names_itself(selves[0].get("href"), response.request.url)
     assert selves[0].get("type") == "application/atom+xml"
     for link in links:
         assert FULL_URI.match(link.get("href") or ""), link.get("href")
@@ -786,6 +799,33 @@ def test_links_come_from_public_base_url_and_ttl_from_the_setting(
         entries = client.get(f"{INCIDENTS}/{incident['id']}/{kind}")
         assert f"{page}#update-1".encode() in entries.content
         assert entries.headers["cache-control"] == "public, max-age=420"
+
+
+def test_a_feed_names_the_host_it_was_asked_on_to_that_host_only(
+    serve: Callable[..., tuple[httpx.Client, Services]]
+) -> None:
+    """Without PUBLIC_BASE_URL a feed names itself on the host it was asked on, which is
+    then part of what it is kept by: no one is answered a feed naming another's host.
+    With it, the host asked on changes nothing."""
+    elsewhere = {"Host": "elsewhere.example"}
+    for overrides in ({}, {"PUBLIC_BASE_URL": "https://status.example.com"}):
+        client, _ = serve(**overrides)
+        incident = create(client, title="Hosted")
+        paths = [*GENERAL.values(), f"{INCIDENTS}/feed.json",
+                 f"{INCIDENTS}/{incident['id']}/rss"]
+        anonymous = httpx.Client(base_url=str(client.base_url), timeout=30)  # no cookie
+        for path in paths:
+            odd = anonymous.get(path, headers=elsewhere)
+            plain = anonymous.get(path)
+            assert odd.status_code == plain.status_code == 200, (path, odd.text)
+            assert b"elsewhere.example" not in plain.content, path
+            if overrides:
+                assert odd.content == plain.content, path
+                assert odd.headers["etag"] == plain.headers["etag"]
+            else:
+                assert b"http://elsewhere.example/api/v1/incidents/" in odd.content, path
+                assert odd.headers["etag"] != plain.headers["etag"]
+        anonymous.close()
 
 
 # --------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ writer its own write at once."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -26,6 +27,8 @@ from tests.conftest import READER, WRITER, LiveServer, make_settings
 INCIDENTS = "/api/v1/incidents"
 JSON_FEED = f"{INCIDENTS}/feed.json"
 RSS = f"{INCIDENTS}/rss/feed"
+ATOM_FEED = f"{INCIDENTS}/atom/feed"
+ATOM = "{http://www.w3.org/2005/Atom}"
 SVG = "{http://www.w3.org/2000/svg}"
 DEADLINE = 30.0
 SERVICES = "/api/v1/services"
@@ -235,6 +238,67 @@ def test_one_answer_is_read_per_position_and_shared(
     assert answers.renders[page] == renders + 1
     http.get("/")
     assert answers.renders[page] == renders + 1
+
+
+def self_link(response: httpx.Response) -> str:
+    """The URL a feed names itself by: the JSON Feed's `feed_url`, the RSS channel's or
+    the Atom feed's link `rel="self"`."""
+    if response.headers["content-type"] == "application/feed+json":
+        url: str = response.json()["feed_url"]
+        return url
+    root = ET.fromstring(response.content)
+    links = [e.get("href", "") for e in root.iter(f"{ATOM}link") if e.get("rel") == "self"]
+    assert len(links) == 1
+    return links[0]
+
+
+def test_a_feed_is_kept_by_its_validated_parameters_not_by_its_url(
+        http: httpx.Client, live_server: LiveServer) -> None:
+    """Parameters a feed does not take, and other spellings of those it takes, neither
+    cost a reading nor show in the feed: it is kept, and names itself, by what its
+    parameters mean (on PUBLIC_BASE_URL), so a crowd sending junk shares one answer."""
+    incident = declare(http, title="Junk-proof", public_message="m", affected_services=["a"])
+    http.get("/")  # the writer's read: the read models are past the write
+    answers = public_answers(live_server)
+    base = "https://status.example.com"
+    one = f"{INCIDENTS}/{incident}"
+    # Each feed, the spellings of one of its parameter sets, and the URL it names itself by.
+    spellings: list[tuple[str, list[list[tuple[str, str]]], str]] = [
+        (RSS, [[]], RSS),
+        (ATOM_FEED, [[("include_resolved", "true"), ("max_items", "20")]], ATOM_FEED),
+        (JSON_FEED, [[("min_position", "1")]], JSON_FEED),
+        (RSS, [[("service", "b"), ("include_resolved", "0"), ("service", "a"),
+                ("max_items", "05"), ("service", "b")],
+               [("max_items", "5"), ("service", "a"), ("service", "b"),
+                ("include_resolved", "false")]],
+         f"{RSS}?include_resolved=false&max_items=5&service=a&service=b"),
+        (f"{one}/rss", [[], [("max_items", "100")]], f"{one}/rss"),
+        (f"{one}/atom", [[("max_items", "7")], [("max_items", "007")]],
+         f"{one}/atom?max_items=7"),
+        (f"{one}/atom", [[("max_items", "100")]], f"{one}/atom"),
+    ]
+    tags: dict[str, str] = {}
+    with httpx.Client(base_url=live_server.url, timeout=30) as anonymous:
+        for path, queries, named in spellings:
+            before = sum(answers.renders.values())
+            sent: list[httpx.Response] = []
+            junk: list[str] = []
+            for n in range(100):
+                token = secrets.token_hex(6)
+                junk += [f"x{token}", f"junk{token}"]
+                query = [*queries[n % len(queries)], (f"x{token}", f"junk{token}")]
+                sent.append(anonymous.get(path, params=tuple(query)))
+            assert sum(answers.renders.values()) == before + 1, path
+            first = sent[0]
+            assert first.status_code == 200, first.text
+            for response in sent:
+                assert response.content == first.content, path
+                assert response.headers["etag"] == first.headers["etag"]
+            assert not [j for j in junk if j.encode() in first.content], path
+            assert self_link(first) == base + named
+            tags[named] = first.headers["etag"]
+    # Other parameters, other bytes (if only the URL the feed names itself by): other ETags.
+    assert len(set(tags.values())) == len(tags)
 
 
 def test_answers_kept_per_minute_are_read_again_when_the_minute_turns(
