@@ -39,6 +39,9 @@ from projections.service_queries import BadHistoryCursor
 
 router = APIRouter(include_in_schema=False)
 BAR_DAYS = 90
+# A day's tooltip names at most this many incidents, then says how many more: a day of
+# many incidents must not make every reader download all their titles.
+TIP_INCIDENTS = 5
 
 # ---------------------------------------------------------------------------------------
 # Public pages: kept and shared per read-model position (api/answer_cache.py).
@@ -56,6 +59,7 @@ def _status_page(queries: IncidentQueries, reads: Any, now: datetime) -> Rendere
     return public_page("status.html", summary=summary, state=overall_state(summary),
                        active=[i for i in active if not in_window(i)], closed=closed,
                        updates=updates, bars=bars, in_progress=in_progress,
+                       tip_incidents=TIP_INCIDENTS,
                        upcoming=sorted(upcoming, key=lambda i: (i["scheduled_start"], i["id"])))
 
 

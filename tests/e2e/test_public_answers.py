@@ -448,3 +448,17 @@ def test_an_anonymous_read_during_a_reading_takes_the_kept_answer(
             assert after.body == b"new"
         finally:
             gate.set()
+
+
+def test_a_days_tooltip_names_five_incidents_then_counts_the_rest(http: httpx.Client) -> None:
+    """A day of many incidents: the status page names five in its tooltip, and says how
+    many more, rather than every title (each reader downloads every day's tooltip)."""
+    titles = [f"Flap number {n}" for n in range(7)]
+    for title in titles:
+        declare(http, title=title, affected_services=["flappy"])
+    page = http.get("/").text  # the cookie names the writes
+    flappy = page[page.index('<span class="name"><bdi>flappy</bdi>'):]
+    tip = flappy[flappy.index('<span class="tip-incidents">'):]
+    tip = tip[:tip.index("</span>")]
+    assert sum(title in tip for title in titles) == 5, tip
+    assert tip.endswith("; and 2 more (see the history)"), tip
