@@ -14,7 +14,7 @@ from api.pages.views import overall_state
 
 SVG_TYPE = "image/svg+xml"
 _COLOURS = {"operational": "#4c1", "degraded": "#dfb317", "major": "#e05d44",
-            "unknown": "#9f9f9f"}
+            "maintenance": "#007ec6", "unknown": "#9f9f9f"}
 _CHAR_WIDTH = 7  # px per character, about the average of Verdana 11px
 _PADDING = 10
 
@@ -47,7 +47,7 @@ def overall(summary: Mapping[str, Any]) -> bytes:
     """The overall state, as the status page's banner says it."""
     kind, _ = overall_state(summary)
     message = {"operational": "operational", "degraded": "degraded",
-               "major": "major outage"}[kind]
+               "major": "major outage", "maintenance": "under maintenance"}[kind]
     return draw("status", message, _COLOURS[kind])
 
 
@@ -58,6 +58,8 @@ def service(summary: Mapping[str, Any], name: str) -> bytes:
         return draw(name, "unknown", _COLOURS["unknown"])
     if state == "operational":
         return draw(name, "operational", _COLOURS["operational"])
+    if state == "maintenance":  # only a maintenance in progress
+        return draw(name, "under maintenance", _COLOURS["maintenance"])
     if state in ("critical", "high"):  # the summary's state: the worst active severity
         return draw(name, "major outage", _COLOURS["major"])
     return draw(name, "degraded", _COLOURS["degraded"])

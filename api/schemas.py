@@ -250,8 +250,10 @@ PublicIncidentPage = _page("PublicIncidentPage", PublicIncidentItem,
 
 class ServiceState(_Answer):
     name: str
-    state: str = Field(description="`operational`, or the worst severity among the "
-                                   "service's active incidents")
+    state: str = Field(description="the worst severity among the service's active "
+                                   "incidents other than maintenance; else `maintenance` "
+                                   "while a maintenance of it is in progress; else "
+                                   "`operational`")
 
 
 class MaintenanceCounts(_Answer):
@@ -268,7 +270,9 @@ class Summary(_Answer):
     resolved: int = Field(description="resolved or post-incident")
     by_status: dict[str, int]
     by_severity: dict[str, int]
-    active_by_severity: dict[str, int]
+    active_by_severity: dict[str, int] = Field(
+        description="active incidents by severity, maintenance left out (it counts under "
+                    "`maintenance.in_progress`)")
     by_type: dict[str, int]
     maintenance: MaintenanceCounts
     services: list[ServiceState]

@@ -2,7 +2,9 @@
 `domain.visibility` (scope `public`: what anonymous readers see; `all`: what readers see).
 
 Each incident contributes a set of counter keys; an event moves the incident from its old
-set to its new one, so every counter is exact after every batch. The projection keeps the
+set to its new one, so every counter is exact after every batch. A maintenance is planned,
+not an outage: while active it counts under `maintenance` (`in_progress`) and, per service,
+`service_maintenance`, never under the severities of active incidents. The projection keeps the
 few facts it needs per incident in a table of its own. Within a batch it works in memory
 and writes each changed counter and incident once, at the end of the batch.
 """
@@ -40,20 +42,23 @@ class Counted:
         scopes = [scope for audience, scope in SCOPES.items()
                   if shows(VISIBLE[audience], state)]
         active = Status(self.status).is_active
+        planned = self.incident_type == IncidentType.MAINTENANCE.value
         keys: set[Key] = set()
         for scope in scopes:
             keys |= {(scope, "status", self.status), (scope, "severity", self.severity),
                      (scope, "type", self.incident_type)}
             for service in self.services:
                 keys.add((scope, "service", service))
-                if active:
+                if active and planned:
+                    keys.add((scope, "service_maintenance", service))
+                elif active:
                     keys.add((scope, "service_severity",
                               service + SERVICE_SEPARATOR + self.severity))
-            if active:
+            if active and not planned:
                 keys.add((scope, "active_severity", self.severity))
             if self.status == Status.SCHEDULED.value:
                 keys.add((scope, "maintenance", "scheduled"))
-            elif active and self.incident_type == IncidentType.MAINTENANCE.value:
+            elif active and planned:
                 keys.add((scope, "maintenance", "in_progress"))
         return keys
 
@@ -61,6 +66,9 @@ class Counted:
 class IncidentSummary(Projection):
     name: ClassVar[str] = "incident_summary"
     tables: ClassVar[tuple[str, ...]] = ("summary_counts", "summary_incidents")
+    # 1: a maintenance in progress counts under `maintenance` and `service_maintenance`,
+    # never under `active_severity` or `service_severity`.
+    revision: ClassVar[int] = 1
 
     def __init__(self, suffix: str = "") -> None:
         super().__init__(suffix)

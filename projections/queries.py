@@ -282,6 +282,7 @@ class IncidentQueries:
                     current):
                 worst[service] = severity
         services = sorted(counts.get("service", {}))
+        in_maintenance = counts.get("service_maintenance", {})
         active = sum(by_status[s.value] for s in ACTIVE_STATUSES)
         return {
             "total": sum(by_status.values()),
@@ -295,6 +296,7 @@ class IncidentQueries:
             "by_type": {t.value: counts.get("type", {}).get(t.value, 0) for t in IncidentType},
             "maintenance": {k: counts.get("maintenance", {}).get(k, 0)
                             for k in ("scheduled", "in_progress")},
-            "services": [{"name": name, "state": worst.get(name, "operational")}
+            "services": [{"name": name, "state": worst.get(name, "maintenance" if name in
+                                                           in_maintenance else "operational")}
                          for name in services],
         }

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain.values import ACTIVE_STATUSES, IncidentType, Severity, Status, UpdateType, may_move
-from projections.service_queries import Day
+from projections.service_queries import UNDER_MAINTENANCE, Day
 
 ACTIVE = tuple(s.value for s in Status if s in ACTIVE_STATUSES)
 CLOSED = (Status.RESOLVED.value, Status.POST_INCIDENT.value)
@@ -18,14 +18,18 @@ _LIMITS = (10, 20, 50, 100)
 
 
 # The overall state, from the public summary: an active critical or high incident is a major
-# outage; any other active incident (maintenance included) is a degradation.
+# outage; any other active incident a degradation. A maintenance is planned, not an outage:
+# with nothing else active, a maintenance in progress puts the page under maintenance (as
+# Statuspage's components say `under_maintenance` and its indicator `none`).
 def overall_state(summary: Mapping[str, Any]) -> tuple[str, str]:
     """(css class, sentence) for the banner of the status page."""
     active_by_severity: Mapping[str, int] = summary["active_by_severity"]
     if any(active_by_severity.get(s, 0) for s in _MAJOR):
         return "major", "Major outage"
-    if summary["active"]:
+    if any(active_by_severity.values()):
         return "degraded", "Some systems are degraded"
+    if summary["maintenance"]["in_progress"]:
+        return "maintenance", "Service under maintenance"
     return "operational", "All systems operational"
 
 
@@ -63,6 +67,8 @@ def bar_state(state: str) -> tuple[str, str]:
         return "operational", words
     if state == "major_outage":
         return "major", words
+    if state == UNDER_MAINTENANCE:
+        return "maintenance", words
     return "degraded", words
 
 

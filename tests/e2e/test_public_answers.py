@@ -142,6 +142,40 @@ def test_badges_are_valid_svg_and_count_only_public_incidents(http: httpx.Client
     assert http.get("/badge.svg", params={"service": "x" * 101}).status_code == 422
 
 
+def test_a_maintenance_in_progress_is_no_outage_anywhere_the_public_looks(
+        http: httpx.Client) -> None:
+    """Badges, the status page, the JSON summary and the Statuspage answers agree: a
+    maintenance under way, however severe, puts its service under maintenance, and no
+    outage shows."""
+    declare(http, title="Cache swap", incident_type="maintenance", severity="critical",
+            affected_services=["cache"])
+    assert badge_text(http.get("/badge.svg")) == ["status", "under maintenance"]
+    assert badge_text(http.get("/badge.svg", params={"service": "cache"})) == [
+        "cache", "under maintenance"]
+    page = http.get("/").text
+    assert '<h1 id="overall">Service under maintenance</h1>' in page
+    assert "Major outage" not in page
+    assert '<span class="state state-maintenance">Under maintenance</span>' in page
+    summary = http.get(f"{INCIDENTS}/status/summary").json()
+    assert set(summary["active_by_severity"].values()) == {0}
+    assert summary["maintenance"] == {"scheduled": 0, "in_progress": 1}
+    assert summary["services"] == [{"name": "cache", "state": "maintenance"}]
+    assert http.get("/api/v2/status.json").json()["status"]["indicator"] == "none"
+    assert [c["status"] for c in http.get("/api/v2/components.json").json()[
+        "components"]] == ["under_maintenance"]
+    # An incident beside it is what the banner and the overall badge tell; the service
+    # under maintenance stays so, and an incident of it outweighs its maintenance.
+    declare(http, severity="low", affected_services=["search"])
+    assert badge_text(http.get("/badge.svg")) == ["status", "degraded"]
+    assert '<h1 id="overall">Some systems are degraded</h1>' in http.get("/").text
+    assert badge_text(http.get("/badge.svg", params={"service": "cache"})) == [
+        "cache", "under maintenance"]
+    declare(http, severity="high", affected_services=["cache"])
+    assert badge_text(http.get("/badge.svg", params={"service": "cache"})) == [
+        "cache", "major outage"]
+    assert badge_text(http.get("/badge.svg")) == ["status", "major outage"]
+
+
 def heads(response: httpx.Response) -> dict[str, str]:
     """An answer's headers but those new in each answer."""
     return {k: v for k, v in response.headers.items() if k not in ("date", "x-request-id")}

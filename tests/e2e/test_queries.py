@@ -170,12 +170,21 @@ def test_summary_counts_equal_what_the_list_reports(
             assert count == listed(http, headers, incident_type=[kind])["total"], kind
         active = ["investigating", "identified", "monitoring"]
         assert summary["active"] == listed(http, headers, status=active)["total"]
+        # A maintenance in progress counts apart from the severities of active incidents.
+        unplanned = [t for t in TYPES if t != "maintenance"]
         for severity, count in summary["active_by_severity"].items():
-            assert count == listed(http, headers, status=active, severity=[severity])["total"]
+            assert count == listed(http, headers, status=active, severity=[severity],
+                                   incident_type=unplanned)["total"]
+        assert summary["maintenance"]["in_progress"] == listed(
+            http, headers, status=active, incident_type=["maintenance"])["total"]
         for service in summary["services"]:
+            name = [service["name"]]
+            in_maintenance = listed(http, headers, status=active, service=name,
+                                    incident_type=["maintenance"])["total"]
             worst = next((s for s in SEVERITIES if listed(
-                http, headers, status=active, service=[service["name"]], severity=[s])["total"]),
-                "operational")
+                http, headers, status=active, service=name, severity=[s],
+                incident_type=unplanned)["total"]),
+                "maintenance" if in_maintenance else "operational")
             assert service["state"] == worst, service
 
 
