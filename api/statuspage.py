@@ -3,13 +3,22 @@
 
 Always for `Audience.PUBLIC`: these answers are public whoever asks. Services are the
 components (their id is derived from the name, so it is stable); incidents of type
-`maintenance` are the scheduled maintenances, every other incident an incident. Severity to
-impact: critical -> critical, high -> major, anything else -> minor; the page's indicator is
-the worst impact of the unresolved incidents (`none` without any). A maintenance is
-`scheduled` before its start (its `scheduled` status, or a start time still ahead),
-`in_progress` while active, `completed` once resolved. Its window is `scheduled_start` to
-`scheduled_end` when it has them, else its start time to its resolution (or, while it has
-no end yet, to its start: Statuspage's `scheduled_until` is never null).
+`maintenance` are the scheduled maintenances, every other incident an incident.
+
+One table says what a severity means: the component status it gives a service
+(`projections.service_queries.STATE_OF_SEVERITY`: critical and high a major outage, as the
+status page's banner says; medium a partial outage; low and minor degraded performance),
+and, as Statuspage derives an incident's impact and the page's indicator from component
+statuses, the impact that status stands for (major outage -> critical, partial outage ->
+major, degraded performance -> minor). So an incident's impact, its services' statuses and
+the page's indicator (the worst impact of the unresolved incidents and of the components;
+`none` without any) always agree. A maintenance is planned: its impact is `none`, as in
+Statuspage's examples of scheduled maintenances, and a service under maintenance raises no
+indicator. A maintenance is `scheduled` before its start (its `scheduled` status, or a
+start time still ahead), `in_progress` while active, `completed` once resolved. Its window
+is `scheduled_start` to `scheduled_end` when it has them, else its start time to its
+resolution (or, while it has no end yet, to its start: Statuspage's `scheduled_until` is
+never null).
 """
 
 from __future__ import annotations
@@ -21,16 +30,28 @@ from datetime import datetime
 from typing import Any
 
 from api.pages.views import ACTIVE
-from domain.values import IncidentType, Severity
+from domain.values import IncidentType
 from domain.visibility import Audience
 from projections.base import micros, rfc3339_micros
 from projections.queries import IncidentQueries, ListFilters
-from projections.service_queries import CLOSED, ServiceBar, ServiceQueries
+from projections.service_queries import (
+    CLOSED,
+    OPERATIONAL,
+    STATE_OF_SEVERITY,
+    UNDER_MAINTENANCE,
+    ServiceBar,
+    ServiceQueries,
+)
 
 PUBLIC = Audience.PUBLIC
 MAINTENANCE = IncidentType.MAINTENANCE.value
 UNPLANNED = tuple(t.value for t in IncidentType if t is not IncidentType.MAINTENANCE)
-IMPACT = {Severity.CRITICAL.value: "critical", Severity.HIGH.value: "major"}
+# The impact a component status stands for, as Statuspage derives one from the other.
+IMPACT_OF_STATUS = {"major_outage": "critical", "partial_outage": "major",
+                    "degraded_performance": "minor", UNDER_MAINTENANCE: "none",
+                    OPERATIONAL: "none"}
+IMPACT = {severity: IMPACT_OF_STATUS[status] for severity, status in STATE_OF_SEVERITY.items()}
+NO_IMPACT = "none"  # a maintenance's
 INDICATORS = {"none": "All Systems Operational", "minor": "Minor Service Outage",
               "major": "Partial System Outage", "critical": "Major Service Outage"}
 _WORST_FIRST = ("critical", "major", "minor", "none")
@@ -44,7 +65,7 @@ def short_id(text: str) -> str:
 
 
 def impact(severity: str) -> str:
-    return IMPACT.get(severity, "minor")
+    return IMPACT[severity]
 
 
 def incident_status(status: str) -> str:
@@ -90,6 +111,7 @@ class StatusPage:
 
     def status(self) -> Body:
         impacts = {impact(i["severity"]) for i in self.unresolved_items()}
+        impacts |= {IMPACT_OF_STATUS[c["status"]] for c in self.components()}
         indicator = next((i for i in _WORST_FIRST if i in impacts), "none")
         return {"indicator": indicator, "description": INDICATORS[indicator]}
 
@@ -168,7 +190,7 @@ class StatusPage:
         monitoring = [u["created_at"] for u in updates if u["status"] == "monitoring"]
         body: Body = {
             "id": incident["id"], "name": incident["title"], "status": status,
-            "impact": impact(incident["severity"]),
+            "impact": NO_IMPACT if maintenance else impact(incident["severity"]),
             "created_at": incident["created_at"], "updated_at": incident["updated_at"],
             "monitoring_at": monitoring[-1] if monitoring else None,
             "resolved_at": incident["resolved_at"], "started_at": incident["start_time"],

@@ -33,7 +33,8 @@ from projections.incident_summary import SCOPES
 MINUTE_US = 60_000_000
 CLOSED = (Status.RESOLVED.value, Status.POST_INCIDENT.value)
 # A service's state (Statuspage's component statuses) from its worst active severity: as on
-# the status page's banner, a critical or high incident is a major outage.
+# the status page's banner, a critical or high incident is a major outage. The one table of
+# what a severity means publicly: `api.statuspage` derives impacts and the indicator from it.
 STATE_OF_SEVERITY = {
     Severity.CRITICAL.value: "major_outage",
     Severity.HIGH.value: "major_outage",

@@ -165,7 +165,7 @@ def test_the_v2_answers_have_the_documented_shapes(http: httpx.Client) -> None:
     incidents = {i["id"]: i for i in answers["/api/v2/incidents.json"]["incidents"]}
     assert set(incidents) == {outage, resolved}
     assert incidents[resolved]["status"] == "postmortem"
-    assert incidents[resolved]["impact"] == "major"
+    assert incidents[resolved]["impact"] == "critical"  # high: a major outage of its service
     assert incidents[resolved]["resolved_at"] is not None
     current = incidents[outage]
     assert current["status"] == "monitoring"
@@ -197,6 +197,8 @@ def test_the_v2_answers_have_the_documented_shapes(http: httpx.Client) -> None:
     assert [u["status"] for u in maintenances[active]["incident_updates"]] == ["in_progress"]
     assert maintenances[upcoming]["scheduled_for"] == soon.replace("+00:00", "Z")
     assert maintenances[active]["status"] == "in_progress"
+    # A maintenance is planned: no impact, as Statuspage's scheduled maintenances.
+    assert {m["impact"] for m in maintenances.values()} == {"none"}
     assert {m["status"] for m in maintenances.values()} <= MAINTENANCE_STATUSES
     models: dict[str, type[BaseModel]] = {
         "summary.json": status_schemas.V2Summary, "status.json": status_schemas.V2Status,
@@ -213,15 +215,45 @@ def test_without_incidents_all_is_operational(http: httpx.Client) -> None:
     assert http.get("/api/v2/components.json").json()["components"] == []
 
 
+# What one severity means in every part of one answer: an incident's impact, its service's
+# status and the page's indicator, as Statuspage derives impact and indicator from it.
+MEANING = [("minor", "degraded_performance", "minor", "Minor Service Outage"),
+           ("low", "degraded_performance", "minor", "Minor Service Outage"),
+           ("medium", "partial_outage", "major", "Partial System Outage"),
+           ("high", "major_outage", "critical", "Major Service Outage"),
+           ("critical", "major_outage", "critical", "Major Service Outage")]
+
+
 def test_indicator_follows_the_worst_unresolved_incident(http: httpx.Client) -> None:
-    minor = declare(http, title="Flaky", severity="medium", affected_services=["api"])
-    assert http.get("/api/v2/status.json").json()["status"]["indicator"] == "minor"
-    components = http.get("/api/v2/components.json").json()["components"]
-    assert components[0]["status"] == "partial_outage"
-    major = declare(http, title="Errors", severity="high", affected_services=["api"])
-    assert http.get("/api/v2/status.json").json()["status"]["indicator"] == "major"
-    assert http.get("/api/v2/components.json").json()["components"][0]["status"] == \
-        "major_outage"
-    for incident_id in (minor, major):
+    declared = []
+    for severity, component, indicator, description in MEANING:
+        declared.append(declare(http, title=severity, severity=severity,
+                                affected_services=["api"]))
+        summary = http.get("/api/v2/summary.json").json()
+        assert summary["status"] == {"indicator": indicator, "description": description}
+        assert [c["status"] for c in summary["components"]] == [component], severity
+        assert {i["impact"] for i in summary["incidents"] if i["name"] == severity} == {
+            indicator}
+        assert http.get("/api/v2/status.json").json()["status"] == summary["status"]
+    for incident_id in declared:
         post(http, incident_id, status="resolved")
     assert http.get("/api/v2/status.json").json()["status"]["indicator"] == "none"
+
+
+def test_each_severity_agrees_with_itself_on_its_own(http: httpx.Client) -> None:
+    """The indicator and the component's status of one incident at a time, whatever the
+    severity, and a severe maintenance beside none of them: no impact, no indicator."""
+    maintenance = declare(http, title="Cache swap", incident_type="maintenance",
+                          severity="critical", affected_services=["cache"])
+    summary = http.get("/api/v2/summary.json").json()
+    assert summary["status"]["indicator"] == "none"
+    assert [c["status"] for c in summary["components"]] == ["under_maintenance"]
+    assert [m["impact"] for m in summary["scheduled_maintenances"]] == ["none"]
+    post(http, maintenance, status="resolved")
+    for severity, component, indicator, _ in reversed(MEANING):
+        incident = declare(http, title=severity, severity=severity, affected_services=["db"])
+        summary = http.get("/api/v2/summary.json").json()
+        statuses = {c["name"]: c["status"] for c in summary["components"]}
+        assert (statuses["db"], summary["status"]["indicator"]) == (component, indicator)
+        assert [i["impact"] for i in summary["incidents"]] == [indicator]
+        post(http, incident, status="resolved")
