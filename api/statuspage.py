@@ -68,6 +68,13 @@ def impact(severity: str) -> str:
     return IMPACT[severity]
 
 
+def public(update: Body) -> bool:
+    """Whether an update is public: it says something to the public, or moves the status
+    (else it is a note for the team, as the feeds tell them apart)."""
+    return bool(update["public_message"].strip()) or \
+        update["status"] != update["previous_status"]
+
+
 def incident_status(status: str) -> str:
     return "postmortem" if status == "post_incident" else status
 
@@ -171,14 +178,23 @@ class StatusPage:
         return "in_progress"
 
     def _answers(self, items: list[Body], *, maintenance: bool) -> list[Body]:
-        updates = self.queries.updates_of([i["id"] for i in items], audience=PUBLIC)
+        ids = [i["id"] for i in items]
+        updates = self.queries.updates_of(ids, audience=PUBLIC) if ids else {}
+        changed = self.services.public_changes(ids) if ids else {}
         components = {c["name"]: c for c in self.components()}
-        return [self._answer(i, updates.get(i["id"], []), components, maintenance)
+        return [self._answer(i, [u for u in updates.get(i["id"], []) if public(u)],
+                             changed.get(i["id"]), components, maintenance)
                 for i in items]
 
-    def _answer(self, incident: Body, updates: list[Body], components: dict[str, Body],
-                maintenance: bool) -> Body:
-        self._latest.append(micros(datetime.fromisoformat(incident["updated_at"])))
+    def _answer(self, incident: Body, updates: list[Body], changed: int | None,
+                components: dict[str, Body], maintenance: bool) -> Body:
+        """`updates` are the public ones; `changed`, when the incident last changed
+        publicly (None while that read model has not reached it: then its last public
+        update, or its declaration)."""
+        if changed is None:
+            changed = max(micros(datetime.fromisoformat(at)) for at in
+                          [incident["created_at"], *(u["created_at"] for u in updates)])
+        self._latest.append(changed)
         status = (self._maintenance_status(incident) if maintenance
                   else incident_status(incident["status"]))
         declared = updates[0]["previous_status"] if updates else incident["status"]
@@ -191,7 +207,7 @@ class StatusPage:
         body: Body = {
             "id": incident["id"], "name": incident["title"], "status": status,
             "impact": NO_IMPACT if maintenance else impact(incident["severity"]),
-            "created_at": incident["created_at"], "updated_at": incident["updated_at"],
+            "created_at": incident["created_at"], "updated_at": rfc3339_micros(changed),
             "monitoring_at": monitoring[-1] if monitoring else None,
             "resolved_at": incident["resolved_at"], "started_at": incident["start_time"],
             "shortlink": f"{self.base_url}/incidents/{incident['id']}",

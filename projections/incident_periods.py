@@ -7,7 +7,10 @@ started, which may be before it was declared) until it is resolved; reopening it
 new period at the reopening update, resolving it again ends that one. A change of severity
 while it is active ends the period at the old severity and starts one at the new. A
 maintenance incident's periods are kept like any other's (queries tell them apart by type).
-The services named and the visibility are the incident's current ones.
+The services named and the visibility are the incident's current ones. An incident's
+`updated_at` (and so its services' in `period_service_stats`) is the time of its last public
+change: a change of internal notes alone, or an update that neither says anything public
+nor moves the status, changes nothing here.
 
 Each incident is one row; its periods are a JSON list of `[start, end or null, severity]`
 (microseconds since the epoch), with `first_start` and `last_end` beside it (`OPEN` while a
@@ -65,7 +68,8 @@ class IncidentPeriods(Projection):
     tables: ClassVar[tuple[str, ...]] = ("period_incidents", "period_services",
                                          "period_service_stats", "period_days")
     # 1: an ended period's day cells are only its last `day_cells.KEPT_DAYS` days.
-    revision: ClassVar[int] = 1
+    # 2: `updated_at` is the last public change (internal notes and updates move nothing).
+    revision: ClassVar[int] = 2
 
     def __init__(self, suffix: str = "") -> None:
         super().__init__(suffix)
@@ -121,6 +125,8 @@ class IncidentPeriods(Projection):
         self, event: Incident.DetailsChanged, cursor: Cursor, position: int
     ) -> None:
         changes = event.changes
+        if all(INCIDENT[name].internal for name in changes):
+            return  # internal notes: nothing public changed
         values: dict[str, Any] = {name: to_column(INCIDENT[name], changes[name])
                   for name in ("title", "severity", "incident_type", "is_public", "start_time",
                                "affected_services")
@@ -147,6 +153,8 @@ class IncidentPeriods(Projection):
 
     @handles(Incident.UpdateAdded)
     def _update_added(self, event: Incident.UpdateAdded, cursor: Cursor, position: int) -> None:
+        if not event.public_message.strip() and event.status == event.previous_status:
+            return  # a note for the team: nothing public changed
         row = self.rows.get(cursor, event.originator_id)
         assert row is not None, f"no incident {event.originator_id}"
         periods: list[Period] = json.loads(row["periods"])

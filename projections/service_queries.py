@@ -227,6 +227,20 @@ class ServiceQueries:
             found.append(service)
         return found
 
+    def public_changes(self, incident_ids: Sequence[str]) -> dict[str, int]:
+        """When each of these incidents last changed publicly (microseconds; internal
+        notes and internal updates are no change); an incident the read model does not
+        hold yet is left out."""
+        found: dict[str, int] = {}
+        with self.store.transaction() as tx:
+            for start in range(0, len(incident_ids), 500):
+                chunk = list(incident_ids[start:start + 500])
+                rows = tx.execute(
+                    "SELECT id, updated_at FROM period_incidents "
+                    f"WHERE id IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
+                found.update((str(i), int(at)) for i, at in rows)
+        return found
+
     def history(self, *, audience: Audience, limit: int, cursor: str | None = None
                 ) -> HistoryPage:
         """Past (resolved or post-incident) incidents, newest start first; pass

@@ -257,3 +257,39 @@ def test_each_severity_agrees_with_itself_on_its_own(http: httpx.Client) -> None
         assert (statuses["db"], summary["status"]["indicator"]) == (component, indicator)
         assert [i["impact"] for i in summary["incidents"]] == [indicator]
         post(http, incident, status="resolved")
+
+
+def test_an_internal_update_shows_nowhere_and_moves_no_public_time(
+        http: httpx.Client) -> None:
+    """An update with no public message that keeps the status is a note for the team: no
+    `incident_updates` entry, and no `updated_at` (incident, component, page) or
+    `monitoring_at` of the public answers moves for it."""
+    incident = declare(http, title="Errors", severity="high", affected_services=["api"],
+                       public_message="Looking into it")
+    post(http, incident, status="monitoring", public_message="Fixed, watching")
+    window = declare(http, title="Disk swap", incident_type="maintenance",
+                     affected_services=["db"], public_message="Swapping disks")
+    before = {path: http.get(path).json() for path in DOCUMENTED}
+    for incident_id in (incident, window):
+        post(http, incident_id, message="internal only: the on-call swapped shifts")
+        assert http.put(f"/api/v1/incidents/{incident_id}", headers=WRITER,
+                        json={"internal_notes": "internal only"}).status_code == 200
+    after = {path: http.get(path).json() for path in DOCUMENTED}
+    assert after == before
+    summary = after["/api/v2/summary.json"]
+    [shown] = summary["incidents"]
+    assert [u["body"] for u in shown["incident_updates"]] == [
+        "Fixed, watching", "Looking into it"]
+    [maintenance] = summary["scheduled_maintenances"]
+    assert [u["body"] for u in maintenance["incident_updates"]] == ["Swapping disks"]
+    # A public change moves them again; a status move without a message is one too.
+    post(http, incident, status="identified")
+    moved = http.get("/api/v2/summary.json").json()
+    [shown] = moved["incidents"]
+    assert [u["status"] for u in shown["incident_updates"]] == [
+        "identified", "monitoring", "investigating"]
+    assert shown["updated_at"] > summary["incidents"][0]["updated_at"]
+    assert moved["page"]["updated_at"] > summary["page"]["updated_at"]
+    api = next(c for c in moved["components"] if c["name"] == "api")
+    assert api["updated_at"] > next(
+        c for c in summary["components"] if c["name"] == "api")["updated_at"]
