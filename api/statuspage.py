@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from api.pages.views import ACTIVE
+from api.pages.views import ACTIVE, SCHEDULED
 from domain.values import IncidentType
 from domain.visibility import Audience
 from projections.base import micros, rfc3339_micros
@@ -55,6 +55,7 @@ NO_IMPACT = "none"  # a maintenance's
 INDICATORS = {"none": "All Systems Operational", "minor": "Minor Service Outage",
               "major": "Partial System Outage", "critical": "Major Service Outage"}
 _WORST_FIRST = ("critical", "major", "minor", "none")
+OPEN_STATUSES = SCHEDULED + ACTIVE  # a maintenance not yet completed
 MOST_RECENT = 50  # as Statuspage: the 50 most recent
 Body = dict[str, Any]
 
@@ -93,6 +94,7 @@ class StatusPage:
         self.page_id = short_id(self.base_url)
         self._bars: list[ServiceBar] | None = None
         self._unresolved: list[Body] | None = None
+        self._open: list[Body] | None = None
         self._latest: list[int] = []
 
     # --- parts ---------------------------------------------------------------------
@@ -135,35 +137,41 @@ class StatusPage:
 
     def maintenances(self, *, which: str = "all") -> list[Body]:
         """`all` (the 50 most recent), `upcoming` (scheduled) or `active` (in progress)."""
-        filters = ListFilters(incident_type=(MAINTENANCE,))
         if which == "all":
-            items = self.queries.list_incidents(filters, audience=PUBLIC,
-                                                limit=MOST_RECENT).items
+            items = self.queries.list_incidents(ListFilters(incident_type=(MAINTENANCE,)),
+                                                audience=PUBLIC, limit=MOST_RECENT).items
         else:
-            items = [i for i in self._all(filters, closed=False)
-                     if (self._maintenance_status(i) == "scheduled") == (which == "upcoming")]
+            items = self._open_maintenances(upcoming=which == "upcoming")
         return self._answers(items, maintenance=True)
 
     def summary(self) -> Body:
         components = self.components()
         incidents = self.incidents(unresolved=True)
-        upcoming = self.maintenances(which="upcoming") + self.maintenances(which="active")
+        upcoming = self._answers(self._open_maintenances(upcoming=True)
+                                 + self._open_maintenances(upcoming=False), maintenance=True)
         status = self.status()
         return {"page": self.page(), "status": status, "components": components,
                 "incidents": incidents, "scheduled_maintenances": upcoming}
 
     # --- helpers -------------------------------------------------------------------
 
-    def _all(self, filters: ListFilters, *, closed: bool = True) -> Iterator[Body]:
-        """Every matching incident (newest first), page by page; without closed ones
-        when `closed` is false."""
+    def _open_maintenances(self, *, upcoming: bool) -> list[Body]:
+        """The upcoming or the active maintenances (newest first), of one query of the
+        open ones (scheduled or active) alone: the completed ones, however many, are never
+        read."""
+        if self._open is None:
+            self._open = list(self._all(ListFilters(incident_type=(MAINTENANCE,),
+                                                    status=OPEN_STATUSES)))
+        return [i for i in self._open
+                if (self._maintenance_status(i) == "scheduled") == upcoming]
+
+    def _all(self, filters: ListFilters) -> Iterator[Body]:
+        """Every matching incident (newest first), page by page."""
         cursor: str | None = None
         while True:
             page = self.queries.list_incidents(filters, audience=PUBLIC, limit=100,
                                                cursor=cursor)
-            for item in page.items:
-                if closed or item["status"] not in CLOSED:
-                    yield item
+            yield from page.items
             cursor = page.next_cursor
             if cursor is None:
                 return

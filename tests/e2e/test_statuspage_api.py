@@ -9,6 +9,7 @@ type (a documented null: null or a string), and values from the documented sets.
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,9 @@ import httpx
 from pydantic import BaseModel
 
 from api import status_schemas
+from api.statuspage import StatusPage
+from infra.bootstrap import Services
+from projections.queries import ListFilters, Page
 from tests.conftest import WRITER
 
 # --- The documentation's examples (https://confluence.status.atlassian.com/api) --------
@@ -293,3 +297,38 @@ def test_an_internal_update_shows_nowhere_and_moves_no_public_time(
     api = next(c for c in moved["components"] if c["name"] == "api")
     assert api["updated_at"] > next(
         c for c in summary["components"] if c["name"] == "api")["updated_at"]
+
+
+def test_open_maintenances_are_read_without_walking_the_past_ones(
+        http: httpx.Client, services: Services) -> None:
+    """The upcoming and active maintenances come from a query of the open ones alone (one
+    for the summary): a store with years of completed maintenance costs them nothing."""
+    soon = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    past = [declare(http, title=f"Past {n}", incident_type="maintenance",
+                    affected_services=["db"]) for n in range(3)]
+    for incident_id in past:
+        post(http, incident_id, status="resolved", public_message="Done")
+    upcoming = declare(http, title="Upgrade", incident_type="maintenance",
+                       affected_services=["db"], start_time=soon)
+    active = declare(http, title="Swap", incident_type="maintenance", affected_services=["db"])
+    expected = http.get("/api/v2/summary.json").json()  # the read models have it all now
+    asked: list[ListFilters] = []
+    read: list[str] = []
+    queries = copy.copy(services.queries)
+
+    def listing(filters: ListFilters, **options: Any) -> Page:
+        page = services.queries.list_incidents(filters, **options)
+        asked.append(filters)
+        read.extend(i["id"] for i in page.items)
+        return page
+
+    queries.list_incidents = listing  # type: ignore[method-assign]
+    page = StatusPage(queries, services.service_queries, services.settings.base_url,
+                      lambda: datetime.now(UTC))
+    summary = page.summary()
+    assert [m["id"] for m in summary["scheduled_maintenances"]] == [upcoming, active]
+    assert summary["scheduled_maintenances"] == expected["scheduled_maintenances"]
+    assert [f.incident_type for f in asked].count(("maintenance",)) == 1
+    assert [m["id"] for m in page.maintenances(which="upcoming")] == [upcoming]
+    assert [m["id"] for m in page.maintenances(which="active")] == [active]
+    assert not set(past) & set(read)
