@@ -274,3 +274,16 @@ def test_a_writer_schedules_maintenance_in_utc_and_the_status_page_shows_it(
     expect(section).to_contain_text(title)
     expect(section).to_contain_text("2099-03-29 02:00 UTC")
     expect(page.get_by_role("region", name="Active incidents")).not_to_contain_text(title)
+
+
+def test_a_service_with_only_a_maintenance_in_progress_is_under_maintenance(
+    api: httpx.Client, page: Page
+) -> None:
+    service = unique("cache")
+    create(api, incident_type="maintenance", severity="critical", affected_services=[service],
+           public_message="Swapping the cache nodes")
+    page.goto(after_writes(api, "/"))
+    state = page.locator(".services li.service", has_text=service).locator(".state")
+    expect(state).to_have_text("Under maintenance")
+    expect(state).to_have_class("state state-maintenance")
+    expect(state).to_have_css("color", "rgb(11, 79, 156)")
