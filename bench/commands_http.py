@@ -36,15 +36,13 @@ import json
 import os
 import platform
 import random
-import socket
 import sqlite3
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,7 +51,11 @@ import httpx
 
 from bench.harness import (
     Child,
+    Result,
     bench_server,
+    cpu_seconds,
+    keep_alive_client,
+    postgres_database,
     serve_on_loopback,
 )
 
@@ -227,52 +229,7 @@ def serve(argv: Sequence[str]) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process from /proc (Linux), else None."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-
-
 Request = tuple[str, dict[str, Any]]  # path, JSON body
-
-
-def _client(base_url: str, headers: dict[str, str]) -> httpx.Client:
-    """A keep-alive client with TCP_NODELAY: httpcore writes the request head and body
-    in two sends, and without it Nagle + delayed ACK add ~40 ms to every POST."""
-    nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-    return httpx.Client(base_url=base_url, headers=headers, timeout=60,
-                        transport=httpx.HTTPTransport(socket_options=nodelay))
-
-
-@dataclass
-class Result:
-    store: str
-    case: str
-    requests: int
-    seconds: float
-    latencies: list[float]
-    statuses: Counter[int]
-    server_cpu: float | None
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def failed(self) -> int:
-        return sum(n for status, n in self.statuses.items() if not 200 <= status < 300)
-
-    @property
-    def rate(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        if not ordered:
-            return float("nan")
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
 def drive(
@@ -288,7 +245,7 @@ def drive(
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     errors: list[str] = []
-    clients = [_client(base_url, headers) for _ in range(concurrency)]
+    clients = [keep_alive_client(base_url, headers) for _ in range(concurrency)]
     for client in clients:  # open each keep-alive connection before the clock starts
         client.get("/healthz")
     start_line = threading.Barrier(concurrency + 1)
@@ -344,11 +301,11 @@ def run_case(
     headers: dict[str, str],
 ) -> Result:
     drive(server.url, make, args.warmup, args.concurrency, headers)
-    cpu_before = _cpu_seconds(server.pid)
+    cpu_before = cpu_seconds(server.pid)
     seconds, latencies, statuses, errors = drive(
         server.url, make, args.requests, args.concurrency, headers
     )
-    cpu_after = _cpu_seconds(server.pid)
+    cpu_after = cpu_seconds(server.pid)
     cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
     result = Result(store, case, args.requests, seconds, latencies, statuses, cpu, errors)
     print(f"  {store:8} {case:7} {result.rate:8.1f} req/s", file=sys.stderr, flush=True)
@@ -391,7 +348,7 @@ def bench_store(store: str, database_url: str, workdir: Path,
         results.append(run_case(store, "bare", bare, bare_body, args, {}))
     with bench_server(MODULE, "app", database_url, workdir / "app.log") as app:
         results.append(run_case(store, "create", app, create_body, args, WRITER))
-        with _client(app.url, WRITER) as client:
+        with keep_alive_client(app.url, WRITER) as client:
             incident_ids = []
             for n in range(args.incidents):
                 response = client.post("/api/v1/incidents", json=create_body(n, random.Random())[1])
@@ -412,17 +369,6 @@ def _bare_url(database_url: str, workdir: Path) -> str:
     return database_url  # same PostgreSQL database, its own table
 
 
-@contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh database on TEST_DATABASE_URL or a throwaway cluster; dropped on exit."""
-    from tests.servers import create_database, drop_database, postgres_server
-
-    with postgres_server() as server_url:
-        url = create_database(server_url)
-        try:
-            yield url
-        finally:
-            drop_database(url)
 
 
 def print_table(results: Sequence[Result], infos: dict[str, dict[str, str]]) -> None:

@@ -48,8 +48,7 @@ from typing import Any
 
 import httpx
 
-from bench.commands_http import postgres_database
-from bench.harness import Child, free_port
+from bench.harness import Child, free_port, postgres_database
 from bench.relay import Timed, read_all, seed, timed
 from commands.application import NewIncident
 from infra.bootstrap import Services, bootstrap

@@ -59,14 +59,12 @@ from typing import Any
 
 import httpx
 
-from bench.commands_http import (
-    _client,
-    _cpu_seconds,
-    postgres_database,
-)
 from bench.harness import (
     Child,
     bench_server,
+    cpu_seconds,
+    keep_alive_client,
+    postgres_database,
     serve_on_loopback,
 )
 
@@ -242,7 +240,7 @@ def drive(base_url: str, make: Callable[[random.Random], Request], count: int,
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     errors: list[str] = []
-    clients = [_client(base_url, {}) for _ in range(concurrency)]
+    clients = [keep_alive_client(base_url, {}) for _ in range(concurrency)]
     for client in clients:  # open each keep-alive connection before the clock starts
         client.get("/healthz")
     start_line = threading.Barrier(concurrency + 1)
@@ -290,10 +288,10 @@ def drive(base_url: str, make: Callable[[random.Random], Request], count: int,
 def run_case(case: str, server: Child, make: Callable[[random.Random], Request],
              expected: int, args: argparse.Namespace) -> Run:
     drive(server.url, make, args.warmup, args.concurrency, expected)
-    cpu_before = _cpu_seconds(server.pid)
+    cpu_before = cpu_seconds(server.pid)
     seconds, latencies, statuses, errors = drive(server.url, make, args.requests,
                                                  args.concurrency, expected)
-    cpu_after = _cpu_seconds(server.pid)
+    cpu_after = cpu_seconds(server.pid)
     cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
     run = Run(case, expected, args.requests, seconds, latencies, statuses, cpu, errors=errors)
     print(f"  {case:13} {run.rate:8.1f} req/s", file=sys.stderr, flush=True)

@@ -54,8 +54,16 @@ import httpx
 import psycopg
 from fastapi import Request, Response  # the bare app's annotations, resolved at import
 
-from bench.commands_http import Result, _client, _cpu_seconds, postgres_database
-from bench.harness import LOOPBACK, Child, free_port, serve_on_loopback
+from bench.harness import (
+    LOOPBACK,
+    Child,
+    Result,
+    cpu_seconds,
+    free_port,
+    keep_alive_client,
+    postgres_database,
+    serve_on_loopback,
+)
 from bench.read_side import (
     ANONYMOUS,
     API_TOKENS,
@@ -205,9 +213,9 @@ class Measured:
 def run(name: str, child: Child, unit: Unit, headers: dict[str, str],
         args: argparse.Namespace) -> Result:
     drive(child.url, unit, args.warmup, args.concurrency, headers)
-    cpu_before = _cpu_seconds(child.pid)
+    cpu_before = cpu_seconds(child.pid)
     seconds, done, errors = drive(child.url, unit, args.requests, args.concurrency, headers)
-    cpu_after = _cpu_seconds(child.pid)
+    cpu_after = cpu_seconds(child.pid)
     cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
     latencies = [latency for samples in done for latency, _ in samples]
     statuses: Counter[int] = Counter(status for samples in done for _, status in samples)
@@ -288,7 +296,7 @@ def bench_under_writes(app: Child, args: argparse.Namespace) -> UnderWrites:
 
     def writer() -> None:
         interval = 1.0 / args.write_rate
-        with _client(app.url, WRITER) as client:
+        with keep_alive_client(app.url, WRITER) as client:
             next_at = time.perf_counter()
             number = 0
             while not stop.is_set():

@@ -80,19 +80,17 @@ from urllib.parse import unquote, urlencode, urlsplit
 import httpx
 import psycopg
 
-from bench.commands_http import (
-    Result,
-    _client,
-    _cpu_seconds,
-    postgres_database,
-)
 from bench.harness import (
     LOOPBACK,
     PROJECT_ROOT,
     STARTUP_TIMEOUT,
     Child,
+    Result,
     bench_server,
+    cpu_seconds,
     free_port,
+    keep_alive_client,
+    postgres_database,
     serve_on_loopback,
 )
 
@@ -421,7 +419,7 @@ def drive(base_url: str, unit: Unit, units: int, concurrency: int,
     lock = threading.Lock()
     done: list[list[Sample]] = []
     errors: list[str] = []
-    clients = [_client(base_url, headers) for _ in range(concurrency)]
+    clients = [keep_alive_client(base_url, headers) for _ in range(concurrency)]
     for client in clients:  # open each keep-alive connection before the clock starts
         client.get("/healthz")
     start_line = threading.Barrier(concurrency + 1)
@@ -470,9 +468,9 @@ def run_case_once(case: ReadCase, server: Child, args: argparse.Namespace) -> Re
     units = max(1, args.requests // per_unit)
     warm = max(1, args.warmup // per_unit)
     drive(server.url, case.unit, warm, args.concurrency, case.headers)
-    cpu_before = _cpu_seconds(server.pid)
+    cpu_before = cpu_seconds(server.pid)
     seconds, done, errors = drive(server.url, case.unit, units, args.concurrency, case.headers)
-    cpu_after = _cpu_seconds(server.pid)
+    cpu_after = cpu_seconds(server.pid)
     cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
     latencies = [latency for samples in done for latency, _ in samples]
     statuses: Counter[int] = Counter(status for samples in done for _, status in samples)
@@ -657,7 +655,7 @@ def measure_lag(mode: str, api: Child, database_url: str, watch: Sequence[Child]
     interval = 1.0 / args.write_rate
     rng = random.Random(args.seed)
     total = args.lag_warmup + args.lag_samples
-    with _client(api.url, WRITER) as client, position_poller(database_url) as poll:
+    with keep_alive_client(api.url, WRITER) as client, position_poller(database_url) as poll:
         next_slot = time.perf_counter()
         for number in range(total):
             timed = number >= args.lag_warmup

@@ -49,7 +49,7 @@ from typing import Any
 import nats
 from nats.js.errors import NotFoundError
 
-from bench.commands_http import postgres_database
+from bench.harness import postgres_database
 from domain.incident import Incident
 from domain.values import Severity, Status, UpdateType
 from infra.bootstrap import Services, bootstrap

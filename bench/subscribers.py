@@ -44,8 +44,7 @@ from pathlib import Path
 
 import aiosmtplib
 
-from bench.commands_http import postgres_database
-from bench.harness import PROJECT_ROOT, free_port
+from bench.harness import PROJECT_ROOT, free_port, postgres_database
 from commands.application import NewIncident, NewUpdate
 from infra.bootstrap import Services, bootstrap
 from infra.integrations.occurrences import IncidentStates
