@@ -33,8 +33,6 @@ import argparse
 import contextlib
 import itertools
 import json
-import os
-import platform
 import random
 import sqlite3
 import sys
@@ -53,8 +51,10 @@ from bench.harness import (
     Child,
     Result,
     bench_server,
+    command_line,
     cpu_seconds,
     keep_alive_client,
+    machine,
     postgres_database,
     serve_on_loopback,
 )
@@ -427,12 +427,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["_serve"]:
-        serve(argv[1:])
+    args = command_line(argv, serve, parse_args)
+    if args is None:
         return
-    args = parse_args(argv)
-    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, "
+    print(f"{machine()}, "
           f"concurrency {args.concurrency}, {args.requests} requests per case "
           f"(+{args.warmup} warm-up), updates over {args.incidents} incidents",
           file=sys.stderr, flush=True)

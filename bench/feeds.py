@@ -43,8 +43,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
-import platform
 import random
 import sys
 import tempfile
@@ -62,8 +60,10 @@ import httpx
 from bench.harness import (
     Child,
     bench_server,
+    command_line,
     cpu_seconds,
     keep_alive_client,
+    machine,
     postgres_database,
     serve_on_loopback,
 )
@@ -401,12 +401,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["_serve"]:
-        serve(argv[1:])
+    args = command_line(argv, serve, parse_args)
+    if args is None:
         return
-    args = parse_args(argv)
-    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, concurrency "
+    print(f"{machine()}, concurrency "
           f"{args.concurrency}, {args.requests} requests per case (+{args.warmup} warm-up), "
           f"{args.incidents} incidents", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-feeds-") as tmp, \

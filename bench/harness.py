@@ -7,8 +7,10 @@ entry point, and starts them with `bench_server(module, kind, database_url, log_
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -135,6 +137,24 @@ def bench_server(module: str, kind: str, database_url: str, log_path: Path) -> C
     return Child(f"{kind} server", [sys.executable, "-m", module, "_serve", "--kind", kind,
                                     "--database-url", database_url, "--port", str(port)],
                  log_path, port=port)
+
+
+def command_line(argv: Sequence[str] | None, serve: Callable[[Sequence[str]], None],
+                 parse_args: Callable[[Sequence[str]], argparse.Namespace]
+                 ) -> argparse.Namespace | None:
+    """A benchmark module's command line (`sys.argv[1:]` when `argv` is None): ``_serve
+    ...`` serves one of its apps in this process (a child) and gives None; anything else
+    is the benchmark's arguments, parsed by `parse_args`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_serve"]:
+        serve(argv[1:])
+        return None
+    return parse_args(argv)
+
+
+def machine() -> str:
+    """What the figures were measured on: ``python 3.11.x, N CPUs``."""
+    return f"python {platform.python_version()}, {os.cpu_count()} CPUs"
 
 
 # --------------------------------------------------------------------------------------

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import random
 import sys
 import tempfile
@@ -58,9 +57,11 @@ from bench.harness import (
     LOOPBACK,
     Child,
     Result,
+    command_line,
     cpu_seconds,
     free_port,
     keep_alive_client,
+    machine,
     postgres_database,
     serve_on_loopback,
 )
@@ -389,17 +390,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["_serve"]:
-        serve(argv[1:])
+    args = command_line(argv, serve, parse_args)
+    if args is None:
         return
-    args = parse_args(argv)
     from infra.bootstrap import bootstrap
     from infra.settings import load_settings
 
-    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {args.incidents:,} "
-          f"incidents over {args.services} services, {args.concurrency} clients, "
-          f"{args.requests} requests a case", flush=True)
+    print(f"{machine()}, {args.incidents:,} incidents over {args.services} services, "
+          f"{args.concurrency} clients, {args.requests} requests a case", flush=True)
     names = tuple(f"service-{n}" for n in range(args.services))
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-public-reads-") as tmp, \

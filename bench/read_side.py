@@ -61,7 +61,6 @@ import contextlib
 import hashlib
 import inspect
 import os
-import platform
 import random
 import sqlite3
 import sys
@@ -87,9 +86,11 @@ from bench.harness import (
     Child,
     Result,
     bench_server,
+    command_line,
     cpu_seconds,
     free_port,
     keep_alive_client,
+    machine,
     postgres_database,
     serve_on_loopback,
 )
@@ -1081,18 +1082,16 @@ def _require_loopback(url: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["_serve"]:
-        serve(argv[1:])
+    args = command_line(argv, serve, parse_args)
+    if args is None:
         return
-    args = parse_args(argv)
     started = time.perf_counter()
     fingerprint_before = source_fingerprint()
     load_before = _load_average()
     if os.environ.get("TEST_DATABASE_URL"):
         _require_loopback(os.environ["TEST_DATABASE_URL"])
-    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {args.incidents:,} "
-          f"incidents, parts {', '.join(args.parts)}", file=sys.stderr, flush=True)
+    print(f"{machine()}, {args.incidents:,} incidents, parts {', '.join(args.parts)}",
+          file=sys.stderr, flush=True)
     reads: list[ReadResult] = []
     notes: list[str] = []
     lags: list[LagResult] = []
@@ -1128,8 +1127,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print()
     fingerprint_after = source_fingerprint()
     load_after = _load_average()
-    print(f"read side: python {platform.python_version()}, {os.cpu_count()} CPUs; "
-          f"postgres {pg}")
+    print(f"read side: {machine()}; postgres {pg}")
     print(f"load average (1 min) at start {load_before}, at end {load_after}: other "
           f"processes share these CPUs; each read case is paired with its own bare run")
     print(f"application sources: {fingerprint_before}"
