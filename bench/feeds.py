@@ -65,6 +65,7 @@ from bench.harness import (
     keep_alive_client,
     machine,
     postgres_database,
+    serve_arguments,
     serve_on_loopback,
 )
 
@@ -115,11 +116,7 @@ def _bare_server(database_url: str) -> tuple[Any, Callable[[], None]]:
 
 
 def serve(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(prog="feeds _serve")
-    parser.add_argument("--kind", choices=("app", "bare"), required=True)
-    parser.add_argument("--database-url", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args(argv)
+    args = serve_arguments("feeds _serve").parse_args(argv)
 
     build = _app_server if args.kind == "app" else _bare_server
     app, close = build(args.database_url)

@@ -131,6 +131,16 @@ class Child:
             return f"(no log: {error})"
 
 
+def serve_arguments(prog: str) -> argparse.ArgumentParser:
+    """The arguments of a module's ``_serve``: which of its apps (``--kind``), on which
+    database and port (what `bench_server` passes)."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--kind", choices=("app", "bare"), required=True)
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    return parser
+
+
 def bench_server(module: str, kind: str, database_url: str, log_path: Path) -> Child:
     """`python -m <module> _serve --kind <kind> ...` on a free loopback port."""
     port = free_port()

@@ -63,18 +63,19 @@ from bench.harness import (
     keep_alive_client,
     machine,
     postgres_database,
+    serve_arguments,
     serve_on_loopback,
 )
 from bench.read_side import (
     ANONYMOUS,
     API_TOKENS,
-    PG_POOL_MAX,
-    PG_POOL_MIN,
     READER,
     WRITER,
     Sample,
     Unit,
+    bare_pool,
     drive,
+    incident_row,
     load_incidents,
     percentile,
 )
@@ -106,18 +107,13 @@ def _app_server(database_url: str, _: str) -> tuple[Any, Callable[[], None]]:
 
 def _bare_server(database_url: str, app_url: str) -> tuple[Any, Callable[[], None]]:
     from fastapi import FastAPI
-    from fastapi.responses import JSONResponse
-    from psycopg_pool import ConnectionPool
 
     kept: dict[str, tuple[bytes, str, str]] = {}
     for name, path in ANSWERS.items():
         got = httpx.get(app_url + path, timeout=60)
         if got.status_code == 200 and "etag" in got.headers:  # a kept answer
             kept[name] = (got.content, got.headers["content-type"], got.headers["etag"])
-    pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
-        database_url, min_size=PG_POOL_MIN, max_size=PG_POOL_MAX, open=True, timeout=10,
-        kwargs={"autocommit": False, "connect_timeout": 5})
-    pool.wait(timeout=30)
+    pool = bare_pool(database_url)
     app = FastAPI(title="bare")
 
     @app.get("/healthz")
@@ -133,22 +129,13 @@ def _bare_server(database_url: str, app_url: str) -> tuple[Any, Callable[[], Non
 
     @app.get("/bare/row/{incident_id}")
     def bare_row(incident_id: str) -> Any:
-        with pool.connection() as conn, conn.cursor() as cursor:
-            cursor.execute("SELECT * FROM incidents WHERE id = %s", (incident_id,))
-            row = cursor.fetchone()
-            names = [c.name for c in cursor.description or ()]
-        if row is None:
-            return JSONResponse({"detail": "not found"}, status_code=404)
-        return dict(zip(names, row, strict=True))
+        return incident_row(pool, incident_id)
 
     return app, pool.close
 
 
 def serve(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(prog="public_reads _serve")
-    parser.add_argument("--kind", choices=("app", "bare"), required=True)
-    parser.add_argument("--database-url", required=True)
-    parser.add_argument("--port", type=int, required=True)
+    parser = serve_arguments("public_reads _serve")
     parser.add_argument("--app-url", default="")
     parser.add_argument("--reuse-port", action="store_true")
     args = parser.parse_args(argv)

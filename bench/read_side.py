@@ -73,7 +73,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlencode, urlsplit
 
 import httpx
@@ -92,8 +92,14 @@ from bench.harness import (
     keep_alive_client,
     machine,
     postgres_database,
+    serve_arguments,
     serve_on_loopback,
 )
+
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
+
+    Pool = ConnectionPool[psycopg.Connection[tuple[Any, ...]]]
 
 READER_TOKEN = "bench-reader-token"  # throwaway tokens of loopback servers
 WRITER_TOKEN = "bench-writer-token"
@@ -129,17 +135,36 @@ def _app_server(database_url: str) -> tuple[Any, Callable[[], None]]:
     return create_app(services), services.close
 
 
-def _bare_server(database_url: str) -> tuple[Any, Callable[[], None]]:
-    """One SELECT of one incidents row per request, through a psycopg pool."""
-    from fastapi import FastAPI
-    from fastapi.responses import JSONResponse
+def bare_pool(database_url: str) -> Pool:
+    """A bare server's psycopg pool, sized like the app's, opened and filled."""
     from psycopg_pool import ConnectionPool
 
-    pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
+    pool: Pool = ConnectionPool(
         database_url, min_size=PG_POOL_MIN, max_size=PG_POOL_MAX, open=True, timeout=10,
         kwargs={"autocommit": False, "connect_timeout": 5},
     )
     pool.wait(timeout=30)
+    return pool
+
+
+def incident_row(pool: Pool, incident_id: str) -> Any:
+    """The bare read: ``SELECT *`` of one incidents row, as JSON (404 if none)."""
+    from fastapi.responses import JSONResponse
+
+    with pool.connection() as conn, conn.cursor() as cursor:  # commits at the end
+        cursor.execute("SELECT * FROM incidents WHERE id = %s", (incident_id,))
+        row = cursor.fetchone()
+        names = [c.name for c in cursor.description or ()]
+    if row is None:
+        return JSONResponse({"detail": "not found"}, status_code=404)
+    return dict(zip(names, row, strict=True))
+
+
+def _bare_server(database_url: str) -> tuple[Any, Callable[[], None]]:
+    """One SELECT of one incidents row per request, through a psycopg pool."""
+    from fastapi import FastAPI
+
+    pool = bare_pool(database_url)
     app = FastAPI(title="bare SELECT")
 
     @app.get("/healthz")
@@ -148,23 +173,13 @@ def _bare_server(database_url: str) -> tuple[Any, Callable[[], None]]:
 
     @app.get("/bare/{incident_id}")
     def bare(incident_id: str) -> Any:
-        with pool.connection() as conn, conn.cursor() as cursor:  # commits at the end
-            cursor.execute("SELECT * FROM incidents WHERE id = %s", (incident_id,))
-            row = cursor.fetchone()
-            names = [c.name for c in cursor.description or ()]
-        if row is None:
-            return JSONResponse({"detail": "not found"}, status_code=404)
-        return dict(zip(names, row, strict=True))
+        return incident_row(pool, incident_id)
 
     return app, pool.close
 
 
 def serve(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(prog="read_side _serve")
-    parser.add_argument("--kind", choices=("app", "bare"), required=True)
-    parser.add_argument("--database-url", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args(argv)
+    args = serve_arguments("read_side _serve").parse_args(argv)
 
     build = _app_server if args.kind == "app" else _bare_server
     app, close = build(args.database_url)
