@@ -257,9 +257,10 @@ class Loaded:
 
 
 def build_incident(number: int, count: int, rng: random.Random, base: datetime,
-                   names: Sequence[str] = SERVICES) -> Built:
+                   names: Sequence[str] = SERVICES, *, settle: bool = False) -> Built:
     """One incident with a plausible history, built in memory (not yet saved), affecting
-    one to three of `names`."""
+    one to three of `names`. `settle`: one still active at the end of its history is
+    resolved a few hours later (a past incident, as most of a real history is)."""
     from domain.incident import Incident
     from domain.values import ACTIVE_STATUSES, IncidentType, Severity, Status, UpdateType
 
@@ -312,6 +313,13 @@ def build_incident(number: int, count: int, rng: random.Random, base: datetime,
         severity = Severity(rng.choice(list(SEVERITY_WEIGHTS)))
         incident.change_details(at=moment, changes={
             "severity": severity, "public_message": "We have updated the impact assessment."})
+    if settle and incident.status in ACTIVE_STATUSES:
+        moment += timedelta(minutes=rng.randrange(10, 240))
+        incident.add_update(
+            at=moment, max_updates=100, status=Status.RESOLVED,
+            update_type=UpdateType.RESOLUTION, message="internal: resolved",
+            public_message="This incident has been resolved.", author="oncall@example.com",
+        )
     deleted = rng.random() < 0.01
     if deleted:
         incident.delete(at=moment + timedelta(minutes=1))
@@ -319,15 +327,18 @@ def build_incident(number: int, count: int, rng: random.Random, base: datetime,
 
 
 def load_incidents(services: Any, count: int, batch: int, seed: int,
-                   names: Sequence[str] = SERVICES) -> Loaded:
+                   names: Sequence[str] = SERVICES, *, ongoing: int | None = None) -> Loaded:
     """Writes ``count`` incidents through ``commands.save(*aggregates)``, ``batch`` at a
-    time (one transaction each); then builds the read tables with ``catch_up()``."""
+    time (one transaction each); then builds the read tables with ``catch_up()``.
+    ``ongoing``: only the newest ``ongoing`` incidents may end their history active, the
+    older ones are resolved (None: each ends where its history left it, most active)."""
     rng = random.Random(seed)
     base = datetime.now(UTC) - timedelta(days=181)
     loaded = Loaded()
     started = last_report = time.perf_counter()
     for first in range(0, count, batch):
-        built = [build_incident(n, count, rng, base, names)
+        built = [build_incident(n, count, rng, base, names,
+                                settle=ongoing is not None and n < count - ongoing)
                  for n in range(first, min(first + batch, count))]
         for item in built:
             if item.deleted:
