@@ -75,6 +75,7 @@ class Child:
         self.port = port
         self.url = f"http://{LOOPBACK}:{port}" if port is not None else ""
         self.proc: subprocess.Popen[bytes] | None = None
+        self.ready_seconds: float | None = None  # from start until /healthz answered
 
     @property
     def pid(self) -> int:
@@ -103,11 +104,13 @@ class Child:
             raise RuntimeError(f"{self.name} exited:\n{self.log_tail()}")
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
+        started = time.monotonic()
+        deadline = started + STARTUP_TIMEOUT
         while True:
             self.check_alive()
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    self.ready_seconds = time.monotonic() - started
                     return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.name} did not start:\n{self.log_tail()}")

@@ -405,12 +405,18 @@ def main(argv: Sequence[str] | None = None) -> None:
             services.close()
         with psycopg.connect(url, autocommit=True) as connection:
             connection.execute("ANALYZE")
+        notes.append(f"seeding: {loaded.events:,} events written in {loaded.seconds:.1f} s, "
+                     f"read tables built (catch_up) in {loaded.catch_up_seconds:.1f} s")
         with server("app", url, workdir) as app, \
                 server("bare", url, workdir, app_url=app.url) as bare:
+            notes.append(f"start-up: app ready in {app.ready_seconds:.1f} s, bare (fetching "
+                         f"the app's answers) in {bare.ready_seconds:.1f} s")
             measured = bench_cases(app, bare, loaded.public_ids, args, notes)
             under = bench_under_writes(app, args)
             scaling = {1: run("/ with 1 process", app, fetch("/"), ANONYMOUS, args)}
         with processes(url, workdir, args.processes) as many:
+            notes.append(f"start-up: serve --workers {args.processes} ready in "
+                         f"{many.ready_seconds:.1f} s")
             scaling[args.processes] = run(f"/ with {args.processes} processes", many,
                                           fetch("/"), ANONYMOUS, args)
     print()
