@@ -59,6 +59,7 @@ import httpx
 
 from bench.harness import (
     Child,
+    Timings,
     bench_server,
     command_line,
     cpu_seconds,
@@ -203,7 +204,7 @@ Request = tuple[str, dict[str, str]]  # path, headers
 
 
 @dataclass
-class Run:
+class Run(Timings):
     case: str
     expected: int
     requests: int
@@ -217,16 +218,6 @@ class Run:
     @property
     def unexpected(self) -> int:
         return sum(n for status, n in self.statuses.items() if status != self.expected)
-
-    @property
-    def rate(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        if not ordered:
-            return float("nan")
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
 def drive(base_url: str, make: Callable[[random.Random], Request], count: int,

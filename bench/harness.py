@@ -192,8 +192,27 @@ def keep_alive_client(base_url: str, headers: dict[str, str]) -> httpx.Client:
                         transport=httpx.HTTPTransport(socket_options=nodelay))
 
 
+class Timings:
+    """What a run's `requests`, done in `seconds` with their `latencies` (seconds), give:
+    requests per second and latency percentiles (ms). Its dataclasses declare the three."""
+
+    requests: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return float("nan")
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
 @dataclass
-class Result:
+class Result(Timings):
     store: str
     case: str
     requests: int
@@ -206,16 +225,6 @@ class Result:
     @property
     def failed(self) -> int:
         return sum(n for status, n in self.statuses.items() if not 200 <= status < 300)
-
-    @property
-    def rate(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        if not ordered:
-            return float("nan")
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
 @contextlib.contextmanager
