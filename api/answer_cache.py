@@ -83,6 +83,11 @@ VARY_TOKEN = "Authorization, Cookie, Min-Position"  # noqa: S105 (header names)
 LOOK_INTERVAL = 0.005
 _RETRIES = 3  # reads of an answer whose read models moved while it was read
 _STRIPES = 64  # locks: one reading per answer at a time
+# A kept answer is read again in the background no sooner than this many times its last
+# reading's duration after that reading: while writes land without pause, a costly answer
+# (the status page of many services) takes at most a quarter of a core to keep current,
+# and the anonymous crowd is answered the kept one meanwhile.
+PACE = 3.0
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +238,8 @@ class PublicAnswers:
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
         self._looked = 0.0
         self.revalidating: set[Hashable] = set()  # keys being read again in the background
+        # When each key's last reading ended (monotonic) and how long it took.
+        self._readings: dict[Hashable, tuple[float, float]] = {}
         # The raw URL of each anonymous read answered from a kept answer: what `ServeKept`
         # answers without routing while that answer holds.
         self.front: OrderedDict[tuple[str, bytes], _Front] = OrderedDict()
@@ -264,11 +271,18 @@ class PublicAnswers:
             return kept
         return await to_thread.run_sync(self._refresh, target, key, produce)
 
+    def paced(self, key: Hashable) -> bool:
+        """Whether `key` was read too recently to be read again in the background yet
+        (see PACE)."""
+        last = self._readings.get(key)
+        return last is not None and time.monotonic() < last[0] + PACE * last[1]
+
     def revalidate(self, key: Hashable,
                    produce: Callable[[Answer | None], Answer | None]) -> None:
-        """Reads `key` again in a thread of its own, unless that is under way."""
+        """Reads `key` again in a thread of its own, unless that is under way or paced
+        (a later reader starts it)."""
         with self.answers.lock:
-            if key in self.revalidating:
+            if key in self.revalidating or self.paced(key):
                 return
             self.revalidating.add(key)
         threading.Thread(target=self._revalidating, args=(key, produce), daemon=True,
@@ -295,8 +309,14 @@ class PublicAnswers:
             kept = self.answers.get(key)  # another request may just have read it
             if kept is not None and kept.position >= max(target, self.barrier.position):
                 return kept
+            began = time.monotonic()
             answer = produce(kept)
+            ended = time.monotonic()
             self.renders[key] += 1
+            with self.answers.lock:
+                self._readings[key] = (ended, ended - began)
+                while len(self._readings) > CACHE_ENTRIES:
+                    del self._readings[next(iter(self._readings))]
             if answer is None:
                 self.answers.drop(key)  # e.g. a feed whose incident is no longer public
             else:
@@ -327,7 +347,19 @@ class PublicAnswers:
     async def serve(self, request: Request, key: Hashable, render: Callable[[], Rendered],
                     *, vary: str = VARY, until: datetime | None = None) -> Response:
         """The public answer of `key` (rendered by `render` when needed), or a 304.
-        `until`: the last moment the URL's answer is `key`'s (answers kept per minute)."""
+        `until`: the last moment the URL's answer is `key`'s (answers kept per minute).
+
+        When the URL's key changed (its minute turned) and the new one is not read yet, an
+        anonymous reader who names no position is answered the URL's previous answer while
+        the new one is read in the background, as after a write."""
+        scope = request.scope
+        if not names_more(scope) and self.answers.get(key) is None:
+            front = self.front.get((scope["path"], scope.get("query_string", b"")))
+            previous = (self.answers.get(front.key)
+                        if front is not None and front.key != key else None)
+            if previous is not None:
+                self.revalidate(key, self.rendering(render))
+                return respond(request, previous, cache_control=PUBLIC, vary=vary)
         answer = await self.get(request, key, self.rendering(render))
         assert answer is not None
         return self.respond(request, key, answer, cache_control=PUBLIC, vary=vary,
@@ -361,7 +393,7 @@ class PublicAnswers:
         answer = self.answers.get(front.key)
         if answer is None:
             return None
-        if front.key not in self.revalidating and (
+        if front.key not in self.revalidating and not self.paced(front.key) and (
                 self._behind() or answer.position < self.barrier.position):
             return None
         return answer, front
