@@ -38,6 +38,7 @@ The key names everything the answer depends on (route and validated parameters).
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
 import threading
@@ -45,7 +46,7 @@ import time
 import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from urllib.parse import quote, urlencode
@@ -103,6 +104,59 @@ class Answer:
     media_type: str = ""
     status_code: int = 200
     headers: tuple[tuple[str, str], ...] = ()
+    # The same answer gzip-coded (its own ETag, `Content-Encoding: gzip`), for clients
+    # that accept it; `encoded`: this one is such a coding.
+    coded: Answer | None = None
+    encoded: bool = False
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + (len(self.coded.body) if self.coded is not None else 0)
+
+    def for_client(self, accept_encoding: str | None) -> Answer:
+        """The coding of this answer a client sending `Accept-Encoding` gets."""
+        if self.coded is not None and accepts_gzip(accept_encoding):
+            return self.coded
+        return self
+
+
+# Bodies at least this long, of these types, are kept gzip-coded too: a status page of
+# hundreds of services' day bars is megabytes of repetitive HTML (a tenth of it coded).
+GZIP_MIN_BYTES = 1400
+_COMPRESSIBLE = ("text/", "application/json", "application/problem+json", "image/svg+xml",
+                 "application/feed+json", "application/rss+xml", "application/atom+xml")
+
+
+def accepts_gzip(header: str | None) -> bool:
+    """Whether an `Accept-Encoding` value accepts gzip (`gzip` or `*`, with q > 0)."""
+    if not header:
+        return False
+    for part in header.split(","):
+        name, _, parameters = part.partition(";")
+        if name.strip().lower() not in ("gzip", "x-gzip", "*"):
+            continue
+        quality = 1.0
+        for parameter in parameters.split(";"):
+            key, _, value = parameter.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        return quality > 0
+    return False
+
+
+def with_coding(answer: Answer) -> Answer:
+    """`answer`, with its gzip coding when it is worth it (the same bytes in every process:
+    no time stamp in the gzip header)."""
+    if len(answer.body) < GZIP_MIN_BYTES or answer.status_code != 200 or not (
+            answer.media_type.startswith(_COMPRESSIBLE)):
+        return answer
+    body = gzip.compress(answer.body, compresslevel=6, mtime=0)
+    coded = replace(answer, body=body, etag=f'{answer.etag[:-1]}-gzip"', encoded=True,
+                    headers=(*answer.headers, ("Content-Encoding", "gzip")))
+    return replace(answer, coded=coded)
 
 
 @dataclass(frozen=True)
@@ -151,20 +205,20 @@ class Answers:
         with self.lock:
             old = self.entries.pop(key, None)
             if old is not None:
-                self.size -= len(old.body)
+                self.size -= old.size
 
     def put(self, key: Hashable, answer: Answer) -> None:
-        if len(answer.body) > self.max_bytes // 8:
+        if answer.size > self.max_bytes // 8:
             return
         with self.lock:
             old = self.entries.pop(key, None)
             if old is not None:
-                self.size -= len(old.body)
+                self.size -= old.size
             self.entries[key] = answer
-            self.size += len(answer.body)
+            self.size += answer.size
             while self.size > self.max_bytes or len(self.entries) > self.max_entries:
                 _, dropped = self.entries.popitem(last=False)
-                self.size -= len(dropped.body)
+                self.size -= dropped.size
 
 
 def self_url(request: Request, settings: Settings,
@@ -339,8 +393,9 @@ class PublicAnswers:
             # Read at `at` exactly, or (the read models kept moving) at `at` or later: kept
             # at `at`, the next request past it reads it again.
             etag = rendered.etag or body_etag(rendered.body)
-            return Answer(self.barrier.least(at), etag, None, rendered.body,
-                          rendered.media_type, rendered.status_code, rendered.headers)
+            return with_coding(Answer(self.barrier.least(at), etag, None, rendered.body,
+                                      rendered.media_type, rendered.status_code,
+                                      rendered.headers))
 
         return produce
 
@@ -406,20 +461,20 @@ class _Front:
     vary: str
     route: object
     until: datetime | None = None  # the URL's key may change after (kept per minute)
-    # The last answer sent for the URL with its head as sent (200 and 304), while that
-    # head cannot change (no Last-Modified still to settle).
-    heads: tuple[Answer, RawHeaders, RawHeaders] | None = None
+    # The last answer sent for the URL, of each coding, with its head as sent (200 and
+    # 304), while that head cannot change (no Last-Modified still to settle).
+    heads: dict[bool, tuple[Answer, RawHeaders, RawHeaders]] = field(default_factory=dict)
 
     def heads_of(self, answer: Answer) -> tuple[RawHeaders, RawHeaders]:
         """The raw header lists `respond` sends for `answer`: a 200 and a 304."""
-        kept = self.heads
+        kept = self.heads.get(answer.encoded)
         if kept is not None and kept[0] is answer:
             return kept[1], kept[2]
         full = Response(answer.body, status_code=answer.status_code,
                         media_type=answer.media_type, headers=self._headers(answer))
         empty = Response(status_code=304, headers=self._headers(answer))
         if answer.newest is None or settled(answer.newest) is not None:
-            self.heads = (answer, full.raw_headers, empty.raw_headers)
+            self.heads[answer.encoded] = (answer, full.raw_headers, empty.raw_headers)
         return full.raw_headers, empty.raw_headers
 
     def _headers(self, answer: Answer) -> dict[str, str]:
@@ -448,6 +503,8 @@ class ServeKept:
         answer, front = found
         if front.route is not None:
             scope["route"] = front.route  # for the metrics' route label
+        if answer.coded is not None:
+            answer = answer.for_client(_header(scope, b"accept-encoding"))
         # What `respond` would send, from the head kept with the URL: a crowd's request
         # costs no header building.
         full, empty = front.heads_of(answer)
@@ -458,6 +515,14 @@ class ServeKept:
         await send({"type": "http.response.start", "status": answer.status_code,
                     "headers": full})
         await send({"type": "http.response.body", "body": answer.body})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            found: str = value.decode("latin-1")
+            return found
+    return None
 
 
 def _current(scope: Scope, answer: Answer) -> bool:
@@ -476,6 +541,8 @@ def _current(scope: Scope, answer: Answer) -> bool:
 
 def _sent_headers(answer: Answer, *, cache_control: str, vary: str,
                   headers: Mapping[str, str] | None = None) -> dict[str, str]:
+    if answer.coded is not None or answer.encoded:
+        vary = f"{vary}, Accept-Encoding"
     sent = {**dict(answer.headers), "ETag": answer.etag, "Cache-Control": cache_control,
             "Vary": vary, **(headers or {})}
     last_modified = settled(answer.newest)
@@ -487,7 +554,9 @@ def _sent_headers(answer: Answer, *, cache_control: str, vary: str,
 def respond(request: Request, answer: Answer, *, cache_control: str, vary: str,
             headers: Mapping[str, str] | None = None) -> Response:
     """An answer kept, or 304 when it is a 200 and the client's copy is current
-    (`If-None-Match`; without it `If-Modified-Since`, against a settled Last-Modified)."""
+    (`If-None-Match`; without it `If-Modified-Since`, against a settled Last-Modified);
+    gzip-coded for a client that accepts it, when kept so."""
+    answer = answer.for_client(request.headers.get("accept-encoding"))
     sent = _sent_headers(answer, cache_control=cache_control, vary=vary, headers=headers)
     if answer.status_code == 200 and not_modified(request, answer.etag,
                                                   settled(answer.newest)):

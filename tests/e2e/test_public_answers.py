@@ -530,3 +530,39 @@ def test_a_costly_answer_is_read_again_at_a_pace_while_writes_land(
         fresh = anonymous.get(SERVICES, params={"min_position": http.cookies["store_position"]})
         assert "service-4" in fresh.text
         assert answers.renders[key] == renders + 1
+
+
+def test_a_large_answer_is_sent_gzip_coded_to_a_client_that_accepts_it(
+        http: httpx.Client) -> None:
+    for n in range(3):
+        declare(http, title=f"Coded {n}", affected_services=[f"coded-{n}"])
+    http.get("/")  # the cookie names the writes: the page is read at them
+    with httpx.Client(base_url=str(http.base_url), timeout=30) as anonymous:
+        for attempt in range(2):  # routed, then answered from the kept answer
+            plain = anonymous.get("/", headers={"Accept-Encoding": "identity"})
+            coded = anonymous.get("/", headers={"Accept-Encoding": "br;q=1.0, gzip;q=0.8"})
+            refused = anonymous.get("/", headers={"Accept-Encoding": "gzip;q=0"})
+            assert "content-encoding" not in plain.headers, attempt
+            assert "content-encoding" not in refused.headers, attempt
+            assert coded.headers["content-encoding"] == "gzip", attempt
+            assert coded.content == plain.content == refused.content  # (httpx decodes)
+            assert coded.num_bytes_downloaded * 3 < plain.num_bytes_downloaded
+            for answer in (plain, coded):
+                assert "Accept-Encoding" in answer.headers["vary"]
+            # Each coding its own strong ETag, and each 304s to its own only.
+            assert coded.headers["etag"] != plain.headers["etag"]
+            for answer, accept in ((plain, "identity"), (coded, "gzip")):
+                again = anonymous.get("/", headers={
+                    "Accept-Encoding": accept, "If-None-Match": answer.headers["etag"]})
+                assert again.status_code == 304, (attempt, accept)
+                assert again.headers["etag"] == answer.headers["etag"]
+            assert anonymous.get("/", headers={
+                "Accept-Encoding": "gzip", "If-None-Match": plain.headers["etag"]
+            }).status_code == 200
+        # The coded bytes are the same in every process (no time in the gzip header).
+        with anonymous.stream("GET", "/", headers={"Accept-Encoding": "gzip"}) as streamed:
+            raw = b"".join(streamed.iter_raw())
+        assert raw[:2] == b"\x1f\x8b"
+        assert raw[4:8] == b"\0\0\0\0"  # MTIME
+    # A small answer is not coded.
+    assert "content-encoding" not in http.get("/badge.svg").headers
