@@ -12,7 +12,8 @@ Then, each in a child process on a loopback port:
 * **app**: the real API (``create_app``) with its projectors running;
 * **bare**: a bare FastAPI app (same uvicorn setup) that, at start, fetches from the app
   the answers measured here and returns the same bytes from memory (``async`` routes,
-  304 to their ETag), plus a one-row ``SELECT * FROM incidents WHERE id = %s`` through a
+  304 to their ETag; gzip-coded where the app codes them, as the clients accept gzip),
+  plus a one-row ``SELECT * FROM incidents WHERE id = %s`` through a
   psycopg pool sized like the app's.
 
 ``--concurrency`` client threads with keep-alive connections call (each app case right
@@ -112,11 +113,16 @@ def _app_server(database_url: str, _: str) -> tuple[Any, Callable[[], None]]:
 def _bare_server(database_url: str, app_url: str) -> tuple[Any, Callable[[], None]]:
     from fastapi import FastAPI
 
-    kept: dict[str, tuple[bytes, str, str]] = {}
+    # The answers' bytes as sent (gzip-coded when the app codes them: the clients accept
+    # gzip, as httpx does by default), their type, ETag and coding.
+    kept: dict[str, tuple[bytes, str, str, dict[str, str]]] = {}
     for name, path in ANSWERS.items():
-        got = httpx.get(app_url + path, timeout=60)
+        with httpx.stream("GET", app_url + path, timeout=60) as got:
+            body = b"".join(got.iter_raw())
         if got.status_code == 200 and "etag" in got.headers:  # a kept answer
-            kept[name] = (got.content, got.headers["content-type"], got.headers["etag"])
+            coding = ({"Content-Encoding": got.headers["content-encoding"]}
+                      if "content-encoding" in got.headers else {})
+            kept[name] = (body, got.headers["content-type"], got.headers["etag"], coding)
     pool = bare_pool(database_url)
     app = FastAPI(title="bare")
 
@@ -126,10 +132,10 @@ def _bare_server(database_url: str, app_url: str) -> tuple[Any, Callable[[], Non
 
     @app.get("/bare/bytes/{name}")
     async def bare_bytes(name: str, request: Request) -> Response:
-        body, media_type, etag = kept[name]
+        body, media_type, etag, coding = kept[name]
         if request.headers.get("if-none-match") == etag:
-            return Response(status_code=304, headers={"ETag": etag})
-        return Response(body, media_type=media_type, headers={"ETag": etag})
+            return Response(status_code=304, headers={"ETag": etag, **coding})
+        return Response(body, media_type=media_type, headers={"ETag": etag, **coding})
 
     @app.get("/bare/row/{incident_id}")
     def bare_row(incident_id: str) -> Any:
