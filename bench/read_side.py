@@ -374,7 +374,8 @@ def load_incidents(services: Any, count: int, batch: int, seed: int,
 # --------------------------------------------------------------------------------------
 
 Sample = tuple[float, int]  # latency in seconds, HTTP status (0: transport error)
-Unit = Callable[[httpx.Client, random.Random, list[str]], list[Sample]]
+# A unit of work on a client: httpx's, or bench.harness.RawClient (the same `get`).
+Unit = Callable[[Any, random.Random, list[str]], list[Sample]]
 
 
 def _get(client: httpx.Client, path: str, errors: list[str],
@@ -439,19 +440,21 @@ class ReadCase:
 
 
 def drive(base_url: str, unit: Unit, units: int, concurrency: int,
-          headers: dict[str, str]) -> tuple[float, list[list[Sample]], list[str]]:
-    """``units`` units of work from ``concurrency`` threads, each with a keep-alive client;
-    returns the seconds, the samples of each unit, and the first few errors."""
+          headers: dict[str, str], client: Callable[[str, dict[str, str]], Any]
+          = keep_alive_client) -> tuple[float, list[list[Sample]], list[str]]:
+    """``units`` units of work from ``concurrency`` threads, each with a keep-alive client
+    (httpx's, or `client(base_url, headers)`); returns the seconds, the samples of each
+    unit, and the first few errors."""
     counter = iter(range(units))
     lock = threading.Lock()
     done: list[list[Sample]] = []
     errors: list[str] = []
-    clients = [keep_alive_client(base_url, headers) for _ in range(concurrency)]
-    for client in clients:  # open each keep-alive connection before the clock starts
-        client.get("/healthz")
+    clients = [client(base_url, headers) for _ in range(concurrency)]
+    for each in clients:  # open each keep-alive connection before the clock starts
+        each.get("/healthz")
     start_line = threading.Barrier(concurrency + 1)
 
-    def worker(client: httpx.Client, seed: int) -> None:
+    def worker(client: Any, seed: int) -> None:
         rng = random.Random(seed)
         mine: list[list[Sample]] = []
         my_errors: list[str] = []
@@ -477,8 +480,8 @@ def drive(base_url: str, unit: Unit, units: int, concurrency: int,
             thread.join()
         seconds = time.perf_counter() - began
     finally:
-        for client in clients:
-            client.close()
+        for each in clients:
+            each.close()
     return seconds, done, errors
 
 
