@@ -27,6 +27,7 @@ the days a window of the bars can show).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from domain.fields import INCIDENT
@@ -69,14 +70,17 @@ class IncidentPeriods(Projection):
                                          "period_service_stats", "period_days")
     # 1: an ended period's day cells are only its last `day_cells.KEPT_DAYS` days.
     # 2: `updated_at` is the last public change (internal notes and updates move nothing).
-    revision: ClassVar[int] = 2
+    # 3: `period_service_stats.changed` (and so a rebuild: it holds positions).
+    revision: ClassVar[int] = 3
 
     def __init__(self, suffix: str = "") -> None:
         super().__init__(suffix)
         self.rows = RowBuffer(self.t("period_incidents"), "id", COLUMNS,
                               booleans=("is_public", "deleted"))
         self.services = NameLists(self.t("period_services"))
-        self.touched: set[str] = set()  # services whose stats to count again
+        # The services whose stats to count again, with the position of the last event
+        # that touched each (its `changed`).
+        self.touched: dict[str, int] = {}
         self.cells = Cells(self.t("period_days"))
 
     def create_statements(self, dialect: str) -> list[str]:
@@ -97,7 +101,7 @@ class IncidentPeriods(Projection):
             f"""CREATE TABLE IF NOT EXISTS {stats} (
                 scope TEXT NOT NULL, name TEXT NOT NULL, incidents BIGINT NOT NULL,
                 created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
-                PRIMARY KEY (scope, name))""",
+                changed BIGINT NOT NULL, PRIMARY KEY (scope, name))""",
             f"""CREATE TABLE IF NOT EXISTS {days} (
                 scope TEXT NOT NULL, name TEXT NOT NULL, day BIGINT NOT NULL,
                 entries TEXT NOT NULL, incidents TEXT NOT NULL, spans TEXT NOT NULL,
@@ -118,7 +122,7 @@ class IncidentPeriods(Projection):
             "updated_at": micros(event.timestamp), "first_start": first, "last_end": last,
             "periods": json.dumps(periods), "services": dump_list(event.affected_services)})
         self.services.replace(event.originator_id, event.affected_services, new=True)
-        self.touched.update(event.affected_services)
+        self._touched(event.affected_services, position)
 
     @handles(Incident.DetailsChanged)
     def _details_changed(
@@ -133,7 +137,7 @@ class IncidentPeriods(Projection):
                   if name in changes}
         if "affected_services" in values:
             self.services.replace(event.originator_id, changes["affected_services"])
-            self.touched.update(changes["affected_services"])
+            self._touched(changes["affected_services"], position)
             values["services"] = values.pop("affected_services")
         row = self.rows.get(cursor, event.originator_id)
         assert row is not None, f"no incident {event.originator_id}"
@@ -149,7 +153,7 @@ class IncidentPeriods(Projection):
             else:
                 current[1] = at
                 periods.append([at, None, values["severity"]])
-        self._touch(event, cursor, periods, **values)
+        self._touch(event, cursor, position, periods, **values)
 
     @handles(Incident.UpdateAdded)
     def _update_added(self, event: Incident.UpdateAdded, cursor: Cursor, position: int) -> None:
@@ -167,7 +171,7 @@ class IncidentPeriods(Projection):
                 periods.append([at, None, row["severity"]])
         elif is_open:
             periods[-1][1] = max(at, periods[-1][0])
-        self._touch(event, cursor, periods, **values)
+        self._touch(event, cursor, position, periods, **values)
 
     @handles(Incident.Resolved)
     def _resolved(self, event: Incident.Resolved, cursor: Cursor, position: int) -> None:
@@ -177,19 +181,24 @@ class IncidentPeriods(Projection):
         at = micros(event.resolved_at)
         if periods and periods[-1][1] is None:
             periods[-1][1] = max(at, periods[-1][0])
-        self._touch(event, cursor, periods, status=Status.RESOLVED.value, resolved_at=at)
+        self._touch(event, cursor, position, periods, status=Status.RESOLVED.value,
+                    resolved_at=at)
 
     @handles(Incident.Deleted)
     def _deleted(self, event: Incident.Deleted, cursor: Cursor, position: int) -> None:
         row = self.rows.get(cursor, event.originator_id)
         assert row is not None, f"no incident {event.originator_id}"
-        self._touch(event, cursor, json.loads(row["periods"]), deleted=True)
+        self._touch(event, cursor, position, json.loads(row["periods"]), deleted=True)
 
-    def _touch(self, event: Incident.Event, cursor: Cursor, periods: list[Period],
-               **values: Any) -> None:
+    def _touched(self, names: Iterable[str], position: int) -> None:
+        for name in names:
+            self.touched[name] = max(position, self.touched.get(name, 0))
+
+    def _touch(self, event: Incident.Event, cursor: Cursor, position: int,
+               periods: list[Period], **values: Any) -> None:
         row = self.rows.get(cursor, event.originator_id)
         assert row is not None, f"no incident {event.originator_id}"
-        self.touched.update(load_list(row["services"]))
+        self._touched(load_list(row["services"]), position)
         before = contributions(row)
         first, last = bounds(periods)
         self.rows.change(cursor, event.originator_id, **values, periods=json.dumps(periods),
@@ -200,22 +209,32 @@ class IncidentPeriods(Projection):
         self.rows.flush(cursor)
         self.services.flush(cursor)
         self.cells.flush(cursor)
-        self._count_again(cursor, sorted(self.touched))
+        self._count_again(cursor, sorted(self.touched.items()))
         self.touched.clear()
 
-    def _count_again(self, cursor: Cursor, names: list[str]) -> None:
-        """The stats of these services, counted again from the rows just written."""
+    def _count_again(self, cursor: Cursor, touched: list[tuple[str, int]]) -> None:
+        """The stats of these services, counted again from the rows just written, each
+        `changed` at the position of the last event that touched it: what a service's day
+        bars show is the same while its `changed` is (queries keep them by it)."""
         incidents, services, stats, _ = (self.t(n) for n in self.tables)
-        for start in range(0, len(names), 500):
-            chunk = names[start:start + 500]
+        for start in range(0, len(touched), 500):
+            chunk = touched[start:start + 500]
+            names = [name for name, _ in chunk]
             marks = ", ".join("?" * len(chunk))
+            # (name, changed) of each, as rows: `SELECT ?, ? UNION ALL ...` (both dialects)
+            pairs = " UNION ALL ".join(
+                ["SELECT CAST(? AS TEXT) AS name, CAST(? AS BIGINT) AS changed"] * len(chunk))
+            flat = [value for pair in chunk for value in pair]
             # executemany: in pipeline mode no later fetch may read these statements' results
-            cursor.executemany(f"DELETE FROM {stats} WHERE name IN ({marks})", [chunk])
+            cursor.executemany(f"DELETE FROM {stats} WHERE name IN ({marks})", [names])
             for audience, scope in SCOPES.items():
                 visible, params = where(VISIBLE[audience], "i")
                 cursor.executemany(
-                    f"INSERT INTO {stats} (scope, name, incidents, created_at, updated_at) "
-                    f"SELECT ?, n.name, count(*), min(i.created_at), max(i.updated_at) "
-                    f"FROM {services} n JOIN {incidents} i ON i.id = n.incident_id "
-                    f"WHERE n.name IN ({marks}) AND {visible} GROUP BY n.name",
-                    [[scope, *chunk, *params]])
+                    f"INSERT INTO {stats} "
+                    "(scope, name, incidents, created_at, updated_at, changed) "
+                    f"SELECT ?, n.name, count(*), min(i.created_at), max(i.updated_at), "
+                    f"max(t.changed) FROM {services} n "
+                    f"JOIN {incidents} i ON i.id = n.incident_id "
+                    f"JOIN ({pairs}) t ON t.name = n.name "
+                    f"WHERE {visible} GROUP BY n.name",
+                    [[scope, *flat, *params]])

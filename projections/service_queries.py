@@ -17,8 +17,10 @@ import binascii
 import json
 import math
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -103,6 +105,11 @@ class ServiceBar:
     days: list[Day]
     created_at: int = 0  # when the first incident naming it was declared (microseconds)
     updated_at: int = 0  # when one of them last changed
+    affected: int = 0  # microseconds affected within the window
+    # What its days are the same for: scope, name, `changed`, first day, days, and (while an
+    # incident of it is ongoing: its days count up to now) now. Pages keep what they draw
+    # of them by it.
+    key: tuple[str, str, int, int, int, int] | None = None
 
     def answer(self) -> dict[str, Any]:
         return {"name": self.name, "state": self.state, "uptime_ratio": self.uptime_ratio,
@@ -148,8 +155,13 @@ def bar(name: str, cells: dict[int, Cell], ongoing: Sequence[Ongoing], first_day
         affected += length
         result.append(Day((first_day + timedelta(days=n)).isoformat(), severity,
                           math.ceil(length / MINUTE_US), listed))
-    uptime = round(1 - affected / max(now - first, 1), 6)
-    return ServiceBar(name, state_of(ongoing, now), uptime, result)
+    return ServiceBar(name, state_of(ongoing, now), uptime_of(affected, first, now), result,
+                      affected=affected)
+
+
+def uptime_of(affected: int, first: int, now: int) -> float:
+    """1 minus the time affected over the window's time (from `first` until `now`)."""
+    return round(1 - affected / max(now - first, 1), 6)
 
 
 def encode_history_cursor(start_time: int, incident_id: str) -> str:
@@ -178,33 +190,109 @@ _ONGOING = ("id", "title", "incident_type", "periods", "created_at", "services")
 _HISTORY = ("id", "title", "status", "severity", "incident_type", "start_time", "resolved_at")
 
 
+# The day bars kept per process (`ServiceQueries.bars`): at most this many days of them.
+KEPT_DAYS = 60_000
+BarKey = tuple[str, str, int, int, int, int]
+
+
 class ServiceQueries:
     def __init__(self, store: ReadStore) -> None:
         self.store = store
+        # The days of services by `ServiceBar.key`: a service's days change only with its
+        # `changed`, the window (and `now`, while an incident of it is ongoing), so a page
+        # of hundreds of services reads again only those that changed (least recently used
+        # out first).
+        self._kept: OrderedDict[BarKey, ServiceBar] = OrderedDict()
+        self._kept_days = 0
+        self._lock = threading.Lock()
+
+    def _kept_bar(self, key: BarKey) -> ServiceBar | None:
+        with self._lock:
+            found = self._kept.get(key)
+            if found is not None:
+                self._kept.move_to_end(key)
+            return found
+
+    def _keep(self, found: ServiceBar) -> None:
+        assert found.key is not None
+        with self._lock:
+            if found.key in self._kept:
+                return
+            self._kept[found.key] = found
+            self._kept_days += len(found.days)
+            while self._kept_days > KEPT_DAYS and len(self._kept) > 1:
+                _, dropped = self._kept.popitem(last=False)
+                self._kept_days -= len(dropped.days)
 
     def bars(self, *, audience: Audience, days: int, now: datetime) -> list[ServiceBar]:
         """Every service named by an incident `audience` sees, by name, with its last
         `days` UTC days (the last one today), at most `LONGEST_WINDOW` (the cells hold
-        no earlier day of an ended period)."""
+        no earlier day of an ended period).
+
+        A service's days are kept (by `ServiceBar.key`) and its cells read again only once
+        its `changed` moved (or, while one of its incidents is ongoing, `now`): while writes
+        land on a few services, the bars of the others cost nothing. The days returned are
+        shared: do not change them."""
         assert 1 <= days <= LONGEST_WINDOW, days
         now_us = micros(now)
         today = now.astimezone(UTC).date()
         first_day = today - timedelta(days=days - 1)
         window_start = micros(datetime(first_day.year, first_day.month, first_day.day,
                                        tzinfo=UTC))
+        first_cell = window_start // DAY_US
         visible, params = where(VISIBLE[audience], "i")
         scope = SCOPES[audience]
         with self.store.transaction() as tx:
             names = tx.execute(
-                "SELECT name, created_at, updated_at FROM period_service_stats "
+                "SELECT name, created_at, updated_at, changed FROM period_service_stats "
                 "WHERE scope = ? ORDER BY name", (scope,)).fetchall()
-            cells = tx.execute(
-                "SELECT name, day, worst, affected, spans, incidents FROM period_days "
-                "WHERE scope = ? AND day >= ? AND day <= ?",
-                (scope, window_start // DAY_US, now_us // DAY_US)).fetchall()
             rows = named(_ONGOING, tx.execute(
                 f"SELECT {', '.join(_ONGOING)} FROM period_incidents i WHERE {visible} "
                 "AND i.last_end = ?", [*params, OPEN]).fetchall())
+            ongoing: dict[str, list[Ongoing]] = {}
+            for row in rows:
+                since, _, severity = json.loads(row["periods"])[-1]
+                item = Ongoing(Listed(int(row["created_at"]), row["id"], row["title"],
+                                      row["incident_type"] == MAINTENANCE), int(since),
+                               severity)
+                for name in dict.fromkeys(load_list(row["services"])):
+                    ongoing.setdefault(name, []).append(item)
+            keys = {str(name): (scope, str(name), int(changed), first_cell, days,
+                                now_us if str(name) in ongoing else 0)
+                    for name, _, _, changed in names}
+            kept = {name: self._kept_bar(key) for name, key in keys.items()}
+            wanted = [name for name in keys if kept.get(name) is None]
+            by_service = self._cells(tx, scope, wanted, len(keys), first_cell,
+                                     now_us // DAY_US)
+        found = []
+        for name, created, updated, _ in names:
+            name = str(name)
+            service = kept.get(name)
+            if service is None:
+                service = bar(name, by_service.get(name, {}), ongoing.get(name, []),
+                              first_day, days, now_us)
+                service.key = keys[name]
+                self._keep(service)
+            # Kept with no ongoing incident: the same days, but the window grew until now.
+            service = replace(service, uptime_ratio=uptime_of(service.affected, window_start,
+                                                              now_us))
+            service.created_at, service.updated_at = int(created), int(updated)
+            found.append(service)
+        return found
+
+    @staticmethod
+    def _cells(tx: Any, scope: str, wanted: list[str], known: int, first: int,
+               last: int) -> dict[str, dict[int, Cell]]:
+        """The day cells `first`..`last` of the `wanted` services."""
+        if not wanted:
+            return {}
+        sql = ("SELECT name, day, worst, affected, spans, incidents FROM period_days "
+               "WHERE scope = ? AND day >= ? AND day <= ?")
+        values: list[Any] = [scope, first, last]
+        if len(wanted) < known and len(wanted) <= 500:  # else all: one range scan
+            sql += f" AND name IN ({', '.join('?' * len(wanted))})"
+            values += wanted
+        cells = tx.execute(sql, values).fetchall()
         by_service: dict[str, dict[int, Cell]] = {}
         # One parse for the incidents of every cell: far cheaper than one per cell.
         listed = json.loads("[" + ",".join(str(c[5]) for c in cells) + "]")
@@ -212,20 +300,7 @@ class ServiceQueries:
                                                                       strict=True):
             by_service.setdefault(str(name), {})[int(day)] = Cell(
                 worst_, int(affected), spans, incidents)
-        ongoing: dict[str, list[Ongoing]] = {}
-        for row in rows:
-            since, _, severity = json.loads(row["periods"])[-1]
-            item = Ongoing(Listed(int(row["created_at"]), row["id"], row["title"],
-                                  row["incident_type"] == MAINTENANCE), int(since), severity)
-            for name in dict.fromkeys(load_list(row["services"])):
-                ongoing.setdefault(name, []).append(item)
-        found = []
-        for name, created, updated in names:
-            service = bar(str(name), by_service.get(str(name), {}),
-                          ongoing.get(str(name), []), first_day, days, now_us)
-            service.created_at, service.updated_at = int(created), int(updated)
-            found.append(service)
-        return found
+        return by_service
 
     def public_changes(self, incident_ids: Sequence[str]) -> dict[str, int]:
         """When each of these incidents last changed publicly (microseconds; internal

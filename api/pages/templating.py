@@ -4,19 +4,22 @@ security headers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from api import markdown
 from api.answer_cache import Rendered
 from api.pages import views
 from api.pages.reports import duration, form_date, ratio
+from projections.service_queries import ServiceBar
 
 RSS_FEED = "/api/v1/incidents/rss/feed"
 ATOM_FEED = "/api/v1/incidents/atom/feed"
@@ -42,7 +45,7 @@ def label(value: str) -> str:
 def bdi(text: str) -> Markup:
     """User text, escaped and bidi-isolated: a right-to-left override in a name stops at its
     end instead of reversing the text that follows."""
-    return Markup("<bdi>{}</bdi>").format(text)
+    return Markup(f"<bdi>{escape(text)}</bdi>")  # noqa: S704 - escaped
 
 
 def bdi_list(names: Iterable[str]) -> Markup:
@@ -77,6 +80,53 @@ def form_value(incident: Mapping[str, Any] | None, key: str, default: str = "") 
     return ", ".join(found) if isinstance(found, list) else str(found)
 
 
+# What `day_cells` drew, by what it drew it from: at most this many characters.
+FRAGMENT_CHARACTERS = 64 * 1024 * 1024
+
+
+class Fragments:
+    """Drawn parts of pages kept by a key naming all they are drawn from (least recently
+    used out first, bounded by size): a status page of hundreds of services redraws only
+    the bars of those that changed."""
+
+    def __init__(self, max_characters: int = FRAGMENT_CHARACTERS) -> None:
+        self.max_characters = max_characters
+        self.entries: OrderedDict[Hashable, Markup] = OrderedDict()
+        self.characters = 0
+        self.lock = threading.Lock()
+
+    def get(self, key: Hashable, draw: Callable[[], str]) -> Markup:
+        with self.lock:
+            found = self.entries.get(key)
+            if found is not None:
+                self.entries.move_to_end(key)
+                return found
+        drawn = Markup(draw())  # noqa: S704 - a template's output, escaped by it
+        with self.lock:
+            if key not in self.entries:
+                self.entries[key] = drawn
+                self.characters += len(drawn)
+            while self.characters > self.max_characters and len(self.entries) > 1:
+                _, dropped = self.entries.popitem(last=False)
+                self.characters -= len(dropped)
+        return drawn
+
+
+_FRAGMENTS = Fragments()
+
+
+def day_cells(service: ServiceBar, number: int, tip_incidents: int) -> Markup:
+    """The day bars of `service`, the `number`th on the status page, kept by its days' key."""
+
+    def draw() -> str:
+        return environment().get_template("day_cells.html").render(
+            service=service, s=number, tip_incidents=tip_incidents)
+
+    if service.key is None:
+        return Markup(draw())  # noqa: S704 - a template's output, escaped by it
+    return _FRAGMENTS.get((service.key, number, tip_incidents), draw)
+
+
 @cache
 def environment() -> Environment:
     env = Environment(
@@ -92,7 +142,8 @@ def environment() -> Environment:
                        next_statuses=views.next_statuses, day_words=views.day_words,
                        bar_state=views.bar_state, duration=duration, ratio=ratio,
                        form_date=form_date)
-    env.globals.update(RSS_FEED=RSS_FEED, ATOM_FEED=ATOM_FEED, choices=views.CHOICES)
+    env.globals.update(RSS_FEED=RSS_FEED, ATOM_FEED=ATOM_FEED, choices=views.CHOICES,
+                       day_cells=day_cells)
     return env
 
 
