@@ -298,7 +298,7 @@ class PublicAnswers:
         self._readings: dict[Hashable, tuple[float, float]] = {}
         # The raw URL of each anonymous read answered from a kept answer: what `ServeKept`
         # answers without routing while that answer holds.
-        self.front: OrderedDict[tuple[str, bytes], _Front] = OrderedDict()
+        self.front: OrderedDict[FrontURL, _Front] = OrderedDict()
 
     def _behind(self) -> bool:
         """Whether the read models may have moved beyond what this process knows."""
@@ -411,7 +411,7 @@ class PublicAnswers:
         the new one is read in the background, as after a write."""
         scope = request.scope
         if not names_more(scope) and self.answers.get(key) is None:
-            front = self.front.get((scope["path"], scope.get("query_string", b"")))
+            front = self.front.get(front_url(scope))
             previous = (self.answers.get(front.key)
                         if front is not None and front.key != key else None)
             if previous is not None:
@@ -423,15 +423,14 @@ class PublicAnswers:
                             until=until)
 
     def respond(self, request: Request, key: Hashable, answer: Answer, *,
-                cache_control: str, vary: str, until: datetime | None = None,
-                by_url: bool = True) -> Response:
-        """`respond`, and remembers the request's URL as one `ServeKept` may answer (when
-        nothing but the URL chose the answer: no token, no position named, and `by_url`,
-        which is False where the key holds more of the request, such as its host) until
-        `until` (then the route chooses the key again)."""
+                cache_control: str, vary: str, until: datetime | None = None) -> Response:
+        """`respond`, and remembers the request's URL (with its host: a feed without
+        PUBLIC_BASE_URL names the host it was asked on) as one `ServeKept` may answer when
+        nothing but the URL chose the answer (no token, no position named) until `until`
+        (then the route chooses the key again)."""
         scope = request.scope
-        if by_url and not names_more(scope):
-            url = (scope["path"], scope.get("query_string", b""))
+        if not names_more(scope):
+            url = front_url(scope)
             with self.answers.lock:
                 before = self.front.get(url)
                 self.front[url] = _Front(key, cache_control, vary, scope.get("route"), until)
@@ -447,7 +446,7 @@ class PublicAnswers:
         while it holds, or while it is being read again (otherwise the route starts that)."""
         if scope["method"] != "GET" or names_more(scope):
             return None
-        front = self.front.get((scope["path"], scope.get("query_string", b"")))
+        front = self.front.get(front_url(scope))
         if front is None or (front.until is not None and self.clock() > front.until):
             return None
         answer = self.answers.get(front.key)
@@ -487,6 +486,17 @@ class _Front:
 
 
 RawHeaders = list[tuple[bytes, bytes]]
+FrontURL = tuple[str, bytes, bytes | None]  # path, query, Host
+
+
+def front_url(scope: Scope) -> FrontURL:
+    """What `ServeKept` knows a request by: its path, query and `Host` header."""
+    host = None
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host = value
+            break
+    return scope["path"], scope.get("query_string", b""), host
 
 
 class ServeKept:

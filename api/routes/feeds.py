@@ -111,10 +111,8 @@ async def _serve(kind: str, request: Request, feeds: FeedReader, query: list[tup
     answer = await public.get(request, (kind, url), produce)
     if answer is None:
         raise Problem(404, "no feed for this incident")
-    # Named on the host asked on (no PUBLIC_BASE_URL), it is not the URL's answer alone.
     return public.respond(request, (kind, url), answer, vary=VARY,
-                          cache_control=f"public, max-age={settings.rss_ttl_minutes * 60}",
-                          by_url=settings.public_base_url is not None)
+                          cache_control=f"public, max-age={settings.rss_ttl_minutes * 60}")
 
 
 async def _general(kind: str, request: Request, feeds: FeedReader,

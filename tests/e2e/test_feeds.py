@@ -827,6 +827,10 @@ def test_a_feed_names_the_host_it_was_asked_on_to_that_host_only(
                 else:
                     assert b"http://elsewhere.example/api/v1/incidents/" in odd.content, path
                     assert odd.headers["etag"] != plain.headers["etag"]
+                # Again, each URL now answered before routing (ServeKept knows it by host).
+                for _ in range(2):
+                    assert anonymous.get(path).content == plain.content, path
+                    assert anonymous.get(path, headers=elsewhere).content == odd.content
 
 
 # --------------------------------------------------------------------------------------
