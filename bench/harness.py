@@ -228,8 +228,9 @@ class Result(Timings):
 
 
 @contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh database on TEST_DATABASE_URL or a throwaway cluster; dropped on exit."""
+def postgres_database(*, keep: bool = False) -> Iterator[str]:
+    """A fresh database on TEST_DATABASE_URL or a throwaway cluster; dropped on exit unless
+    `keep` (on TEST_DATABASE_URL's server: a throwaway cluster goes with its database)."""
     from tests.servers import create_database, drop_database, postgres_server
 
     with postgres_server() as server_url:
@@ -237,7 +238,8 @@ def postgres_database() -> Iterator[str]:
         try:
             yield url
         finally:
-            drop_database(url)
+            if not keep:
+                drop_database(url)
 
 
 @dataclass

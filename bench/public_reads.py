@@ -240,11 +240,13 @@ class Measured:
 
 
 def run(name: str, child: Child, unit: Unit, headers: dict[str, str],
-        args: argparse.Namespace) -> Result:
+        args: argparse.Namespace, duration: float | None = None) -> Result:
+    """`args.requests` of `unit` (or as many as `duration` seconds take), after
+    `args.warmup`."""
     drive(child.url, unit, args.warmup, args.concurrency, headers, RawClient)
     cpu_before = cpu_seconds(child.pid)
-    seconds, done, errors = drive(child.url, unit, args.requests, args.concurrency, headers,
-                                  RawClient)
+    seconds, done, errors = drive(child.url, unit, sys.maxsize if duration else args.requests,
+                                  args.concurrency, headers, RawClient, duration)
     cpu_after = cpu_seconds(child.pid)
     cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
     latencies = [latency for samples in done for latency, _ in samples]
@@ -348,7 +350,7 @@ def bench_under_writes(app: Child, args: argparse.Namespace) -> UnderWrites:
     thread.start()
     try:
         reads = run("/ under writes", app, fetch("/"), ANONYMOUS, argparse.Namespace(
-            **{**vars(args), "requests": args.write_requests, "warmup": 10}))
+            **{**vars(args), "warmup": 10}), duration=args.write_seconds)
     finally:
         stop.set()
         thread.join(timeout=30)
@@ -417,27 +419,35 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--write-rate", type=float, default=50.0)
-    parser.add_argument("--write-requests", type=int, default=500,
-                        help="reads of / while the writes land")
+    parser.add_argument("--write-seconds", type=float, default=30.0,
+                        help="how long / is read while the writes land")
     parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the seeded database (its URL is printed) for --database-url")
+    parser.add_argument("--database-url", default="",
+                        help="measure this database as it is, seeded by a run with --keep "
+                             "(no seeding; --incidents and the like are not used)")
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = command_line(argv, serve, parse_args)
-    if args is None:
-        return
+@contextlib.contextmanager
+def seeded(args: argparse.Namespace, names: Sequence[str],
+           notes: list[str]) -> Iterator[tuple[str, list[str]]]:
+    """A database of the history the arguments ask for, and its public incidents' ids: a
+    fresh one, seeded and dropped at the end; or `--database-url`'s, as it is (seeded by
+    an earlier run with `--keep`; the writes of the case under writes stay in it)."""
     from infra.bootstrap import bootstrap
     from infra.settings import load_settings
 
-    print(f"{machine()}, {args.incidents:,} incidents over {args.services} services "
-          f"(the newest {args.ongoing} may be ongoing), {args.concurrency} clients, "
-          f"{args.requests} requests a case", flush=True)
-    names = tuple(f"service-{n}" for n in range(args.services))
-    notes: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="bench-public-reads-") as tmp, \
-            postgres_database() as url:
-        workdir = Path(tmp)
+    if args.database_url:
+        with psycopg.connect(args.database_url, autocommit=True) as connection:
+            public_ids = [str(row[0]) for row in connection.execute(
+                "SELECT id FROM incidents WHERE is_public AND NOT deleted")]
+        notes.append(f"database {args.database_url} as it was: {len(public_ids):,} public "
+                     "incidents")
+        yield args.database_url, public_ids
+        return
+    with postgres_database(keep=args.keep) as url:
         services = bootstrap(load_settings({"DATABASE_URL": url, "API_TOKENS": API_TOKENS}))
         try:
             loaded = load_incidents(services, args.incidents, args.batch, args.seed, names,
@@ -448,11 +458,29 @@ def main(argv: Sequence[str] | None = None) -> None:
             connection.execute("ANALYZE")
         notes.append(f"seeding: {loaded.events:,} events written in {loaded.seconds:.1f} s, "
                      f"read tables built (catch_up) in {loaded.catch_up_seconds:.1f} s")
+        if args.keep:
+            notes.append(f"kept the database: --database-url {url}")
+        yield url, loaded.public_ids
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = command_line(argv, serve, parse_args)
+    if args is None:
+        return
+
+    print(f"{machine()}, {args.incidents:,} incidents over {args.services} services "
+          f"(the newest {args.ongoing} may be ongoing), {args.concurrency} clients, "
+          f"{args.requests} requests a case", flush=True)
+    names = tuple(f"service-{n}" for n in range(args.services))
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="bench-public-reads-") as tmp, \
+            seeded(args, names, notes) as (url, public_ids):
+        workdir = Path(tmp)
         with server("app", url, workdir) as app, \
                 server("bare", url, workdir, app_url=app.url) as bare:
             notes.append(f"start-up: app ready in {app.ready_seconds:.1f} s, bare (fetching "
                          f"the app's answers) in {bare.ready_seconds:.1f} s")
-            measured = bench_cases(app, bare, loaded.public_ids, args, notes)
+            measured = bench_cases(app, bare, public_ids, args, notes)
             under = bench_under_writes(app, args)
         scaling: dict[int, Result] = {}
         for count in sorted({1, args.processes}):

@@ -441,10 +441,11 @@ class ReadCase:
 
 def drive(base_url: str, unit: Unit, units: int, concurrency: int,
           headers: dict[str, str], client: Callable[[str, dict[str, str]], Any]
-          = keep_alive_client) -> tuple[float, list[list[Sample]], list[str]]:
-    """``units`` units of work from ``concurrency`` threads, each with a keep-alive client
-    (httpx's, or `client(base_url, headers)`); returns the seconds, the samples of each
-    unit, and the first few errors."""
+          = keep_alive_client, seconds: float | None = None
+          ) -> tuple[float, list[list[Sample]], list[str]]:
+    """``units`` units of work (or as many as fit in ``seconds``) from ``concurrency``
+    threads, each with a keep-alive client (httpx's, or `client(base_url, headers)`);
+    returns the seconds, the samples of each unit, and the first few errors."""
     counter = iter(range(units))
     lock = threading.Lock()
     done: list[list[Sample]] = []
@@ -462,7 +463,7 @@ def drive(base_url: str, unit: Unit, units: int, concurrency: int,
         while True:
             with lock:
                 number = next(counter, None)
-            if number is None:
+            if number is None or (deadline is not None and time.perf_counter() > deadline):
                 break
             mine.append(unit(client, rng, my_errors))
         with lock:
@@ -473,9 +474,11 @@ def drive(base_url: str, unit: Unit, units: int, concurrency: int,
                for n, client in enumerate(clients)]
     for thread in threads:
         thread.start()
+    deadline = None
     try:
         start_line.wait()
         began = time.perf_counter()
+        deadline = began + seconds if seconds is not None else None
         for thread in threads:
             thread.join()
         seconds = time.perf_counter() - began
