@@ -16,8 +16,9 @@ Then, each in a child process on a loopback port:
   plus a one-row ``SELECT * FROM incidents WHERE id = %s`` through a
   psycopg pool sized like the app's.
 
-``--concurrency`` client threads with keep-alive connections call (each app case right
-after a bare run of its own, both servers up; its ratio is to that run):
+``--concurrency`` client threads with keep-alive connections call for ``--seconds`` a
+case (each app case right after a bare run of its own, both servers up; its ratio is to
+that run):
 
 1. warm answers: ``/``, ``/api/v2/summary.json`` and ``/api/v1/services`` (when the app
    has them; else a note), the RSS feed, a badge -- beside the bare bytes;
@@ -26,8 +27,8 @@ after a bare run of its own, both servers up; its ratio is to that run):
 3. the list, page 1 and page 50 (``limit=20``, by ``next_cursor``), anonymous (kept
    answers) and with a reader token (read each time: keyset paging, the same cost at any
    depth) -- beside the bare one-row SELECT;
-4. p50/p99 of ``/`` while ``--write-rate`` (50) creates per second land through the API,
-   and how many of them the page showed within the run;
+4. p50/p99 of ``/`` for ``--write-seconds`` while ``--write-rate`` (50) creates per
+   second are sent through the API by ``--writers`` (5) clients, and how many landed;
 5. ``/`` with ``serve --workers 4`` (4 API processes on one port, SO_REUSEPORT), beside
    ``serve --workers 1``.
 
@@ -241,12 +242,12 @@ class Measured:
 
 def run(name: str, child: Child, unit: Unit, headers: dict[str, str],
         args: argparse.Namespace, duration: float | None = None) -> Result:
-    """`args.requests` of `unit` (or as many as `duration` seconds take), after
+    """As many of `unit` as `duration` (else `args.seconds`) seconds take, after
     `args.warmup`."""
     drive(child.url, unit, args.warmup, args.concurrency, headers, RawClient)
     cpu_before = cpu_seconds(child.pid)
-    seconds, done, errors = drive(child.url, unit, sys.maxsize if duration else args.requests,
-                                  args.concurrency, headers, RawClient, duration)
+    seconds, done, errors = drive(child.url, unit, sys.maxsize, args.concurrency, headers,
+                                  RawClient, duration or args.seconds)
     cpu_after = cpu_seconds(child.pid)
     cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
     latencies = [latency for samples in done for latency, _ in samples]
@@ -324,36 +325,44 @@ class UnderWrites:
 
 
 def bench_under_writes(app: Child, args: argparse.Namespace) -> UnderWrites:
-    """`/` read by the clients while creates land at `--write-rate` per second."""
+    """`/` read by the clients while creates land at `--write-rate` per second, from
+    `--writers` clients, each on its own schedule (an open loop: a slow answer does not
+    lower the rate asked, as with the on-call engineers and alerting systems writing)."""
     stop = threading.Event()
+    lock = threading.Lock()
     written: list[int] = [0, 0]  # done, failed
 
-    def writer() -> None:
-        interval = 1.0 / args.write_rate
+    def writer(number: int) -> None:
+        interval = args.writers / args.write_rate
         with keep_alive_client(app.url, WRITER) as client:
-            next_at = time.perf_counter()
-            number = 0
+            next_at = time.perf_counter() + interval * number / args.writers
+            sent = 0
             while not stop.is_set():
-                number += 1
+                time.sleep(max(0.0, next_at - time.perf_counter()))
+                sent += 1
                 try:
                     answer = client.post("/api/v1/incidents", json={
-                        "title": f"Flood {number}", "severity": "high",
+                        "title": f"Flood {number}-{sent}", "severity": "high",
                         "affected_services": ["service-0"]})
-                    written[0 if answer.status_code == 201 else 1] += 1
+                    failed = answer.status_code != 201
                 except httpx.HTTPError:
-                    written[1] += 1
+                    failed = True
+                with lock:
+                    written[1 if failed else 0] += 1
                 next_at += interval
-                time.sleep(max(0.0, next_at - time.perf_counter()))
 
-    thread = threading.Thread(target=writer, daemon=True)
+    threads = [threading.Thread(target=writer, args=(n,), daemon=True)
+               for n in range(args.writers)]
     began = time.perf_counter()
-    thread.start()
+    for thread in threads:
+        thread.start()
     try:
         reads = run("/ under writes", app, fetch("/"), ANONYMOUS, argparse.Namespace(
             **{**vars(args), "warmup": 10}), duration=args.write_seconds)
     finally:
         stop.set()
-        thread.join(timeout=30)
+        for thread in threads:
+            thread.join(timeout=30)
     seconds = time.perf_counter() - began
     return UnderWrites(reads, written[0], written[1], written[0] / seconds)
 
@@ -415,10 +424,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                              "ones are resolved")
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--requests", type=int, default=3000, help="per case")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per case")
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--write-rate", type=float, default=50.0)
+    parser.add_argument("--writers", type=int, default=5,
+                        help="clients sharing the write rate (each writes at rate/writers, "
+                             "whether or not its last write was answered)")
     parser.add_argument("--write-seconds", type=float, default=30.0,
                         help="how long / is read while the writes land")
     parser.add_argument("--processes", type=int, default=4)
@@ -470,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     print(f"{machine()}, {args.incidents:,} incidents over {args.services} services "
           f"(the newest {args.ongoing} may be ongoing), {args.concurrency} clients, "
-          f"{args.requests} requests a case", flush=True)
+          f"{args.seconds:g} s a case", flush=True)
     names = tuple(f"service-{n}" for n in range(args.services))
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-public-reads-") as tmp, \
