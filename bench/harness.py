@@ -176,12 +176,29 @@ def machine() -> str:
 
 
 def cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process from /proc (Linux), else None."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+    """utime + stime of a process and of all its descendants alive (`serve --workers`'
+    workers) from /proc (Linux), else None."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended meanwhile
+        number = int(stat.parent.name)
+        parents[number] = int(fields[1])
+        times[number] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    if pid not in times:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total, family = 0.0, {pid}
+    for number in sorted(times):  # children have higher pids, but not always: walk up
+        ancestor = number
+        while ancestor not in family and ancestor in parents and ancestor > 1:
+            ancestor = parents[ancestor]
+        if ancestor in family:
+            family.add(number)
+            total += times[number]
+    return total
 
 
 def keep_alive_client(base_url: str, headers: dict[str, str]) -> httpx.Client:

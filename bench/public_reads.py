@@ -408,8 +408,10 @@ def print_figures(measured: Sequence[Measured], under: UnderWrites | None,
         base = scaling.get(1)
         for count, result in sorted(scaling.items()):
             ratio = f"{result.rate / base.rate:.2f}x of 1 process" if base else ""
+            busy = (f", the server busy {result.server_cpu / result.seconds:.2f} of "
+                    f"{os.cpu_count()} cores" if result.server_cpu is not None else "")
             print(f"/ with {count} API process(es) on one port: {result.rate:.1f} req/s, "
-                  f"p99 {result.percentile(0.99):.2f} ms {ratio}")
+                  f"p99 {result.percentile(0.99):.2f} ms {ratio}{busy}")
     for note in notes:
         print(f"note: {note}")
 
