@@ -154,6 +154,7 @@ def test_a_maintenance_in_progress_is_no_outage_anywhere_the_public_looks(
         "cache", "under maintenance"]
     page = http.get("/").text
     assert '<h1 id="overall">Service under maintenance</h1>' in page
+    assert "<p>0 active incidents, 1 maintenance in progress." in page
     assert "Major outage" not in page
     assert '<span class="state state-maintenance">Under maintenance</span>' in page
     summary = http.get(f"{INCIDENTS}/status/summary").json()
@@ -167,7 +168,9 @@ def test_a_maintenance_in_progress_is_no_outage_anywhere_the_public_looks(
     # under maintenance stays so, and an incident of it outweighs its maintenance.
     declare(http, severity="low", affected_services=["search"])
     assert badge_text(http.get("/badge.svg")) == ["status", "degraded"]
-    assert '<h1 id="overall">Some systems are degraded</h1>' in http.get("/").text
+    page = http.get("/").text
+    assert '<h1 id="overall">Some systems are degraded</h1>' in page
+    assert "<p>1 active incident, 1 maintenance in progress." in page
     assert badge_text(http.get("/badge.svg", params={"service": "cache"})) == [
         "cache", "under maintenance"]
     declare(http, severity="high", affected_services=["cache"])
