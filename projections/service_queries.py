@@ -18,6 +18,7 @@ import json
 import math
 import re
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -33,6 +34,8 @@ from projections.incident_periods import OPEN
 from projections.incident_summary import SCOPES
 
 MINUTE_US = 60_000_000
+# `ServiceBar.key`
+BarKey = tuple[str, str, str, int, int, int, int]
 CLOSED = (Status.RESOLVED.value, Status.POST_INCIDENT.value)
 # A service's state (Statuspage's component statuses) from its worst active severity: as on
 # the status page's banner, a critical or high incident is a major outage. The one table of
@@ -106,10 +109,10 @@ class ServiceBar:
     created_at: int = 0  # when the first incident naming it was declared (microseconds)
     updated_at: int = 0  # when one of them last changed
     affected: int = 0  # microseconds affected within the window
-    # What its days are the same for: scope, name, `changed`, first day, days, and (while an
-    # incident of it is ongoing: its days count up to now) now. Pages keep what they draw
-    # of them by it.
-    key: tuple[str, str, int, int, int, int] | None = None
+    # What its days are the same for: the `ServiceQueries` (its store), scope, name,
+    # `changed`, first day, days, and (while an incident of it is ongoing: its days count up
+    # to now) now. Pages keep what they draw of them by it.
+    key: BarKey | None = None
 
     def answer(self) -> dict[str, Any]:
         return {"name": self.name, "state": self.state, "uptime_ratio": self.uptime_ratio,
@@ -192,7 +195,6 @@ _HISTORY = ("id", "title", "status", "severity", "incident_type", "start_time", 
 
 # The day bars kept per process (`ServiceQueries.bars`): at most this many days of them.
 KEPT_DAYS = 60_000
-BarKey = tuple[str, str, int, int, int, int]
 
 
 class ServiceQueries:
@@ -205,6 +207,9 @@ class ServiceQueries:
         self._kept: OrderedDict[BarKey, ServiceBar] = OrderedDict()
         self._kept_days = 0
         self._lock = threading.Lock()
+        # Names these queries' store in the keys: what is drawn from them is kept by key
+        # in the process, which may hold several stores (tests do).
+        self._identity = uuid.uuid4().hex
 
     def _kept_bar(self, key: BarKey) -> ServiceBar | None:
         with self._lock:
@@ -257,8 +262,8 @@ class ServiceQueries:
                                severity)
                 for name in dict.fromkeys(load_list(row["services"])):
                     ongoing.setdefault(name, []).append(item)
-            keys = {str(name): (scope, str(name), int(changed), first_cell, days,
-                                now_us if str(name) in ongoing else 0)
+            keys = {str(name): (self._identity, scope, str(name), int(changed), first_cell,
+                                days, now_us if str(name) in ongoing else 0)
                     for name, _, _, changed in names}
             kept = {name: self._kept_bar(key) for name, key in keys.items()}
             wanted = [name for name in keys if kept.get(name) is None]

@@ -4,9 +4,7 @@ security headers."""
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -17,6 +15,7 @@ from markupsafe import Markup, escape
 
 from api import markdown
 from api.answer_cache import Rendered
+from api.fragments import Fragments
 from api.pages import views
 from api.pages.reports import duration, form_date, ratio
 from projections.service_queries import ServiceBar
@@ -80,50 +79,18 @@ def form_value(incident: Mapping[str, Any] | None, key: str, default: str = "") 
     return ", ".join(found) if isinstance(found, list) else str(found)
 
 
-# What `day_cells` drew, by what it drew it from: at most this many characters.
-FRAGMENT_CHARACTERS = 64 * 1024 * 1024
-
-
-class Fragments:
-    """Drawn parts of pages kept by a key naming all they are drawn from (least recently
-    used out first, bounded by size): a status page of hundreds of services redraws only
-    the bars of those that changed."""
-
-    def __init__(self, max_characters: int = FRAGMENT_CHARACTERS) -> None:
-        self.max_characters = max_characters
-        self.entries: OrderedDict[Hashable, Markup] = OrderedDict()
-        self.characters = 0
-        self.lock = threading.Lock()
-
-    def get(self, key: Hashable, draw: Callable[[], str]) -> Markup:
-        with self.lock:
-            found = self.entries.get(key)
-            if found is not None:
-                self.entries.move_to_end(key)
-                return found
-        drawn = Markup(draw())  # noqa: S704 - a template's output, escaped by it
-        with self.lock:
-            if key not in self.entries:
-                self.entries[key] = drawn
-                self.characters += len(drawn)
-            while self.characters > self.max_characters and len(self.entries) > 1:
-                _, dropped = self.entries.popitem(last=False)
-                self.characters -= len(dropped)
-        return drawn
-
-
-_FRAGMENTS = Fragments()
+_FRAGMENTS: Fragments[Markup] = Fragments()
 
 
 def day_cells(service: ServiceBar, number: int, tip_incidents: int) -> Markup:
     """The day bars of `service`, the `number`th on the status page, kept by its days' key."""
 
-    def draw() -> str:
-        return environment().get_template("day_cells.html").render(
-            service=service, s=number, tip_incidents=tip_incidents)
+    def draw() -> Markup:
+        return Markup(environment().get_template("day_cells.html").render(  # noqa: S704
+            service=service, s=number, tip_incidents=tip_incidents))  # escaped by it
 
     if service.key is None:
-        return Markup(draw())  # noqa: S704 - a template's output, escaped by it
+        return draw()
     return _FRAGMENTS.get((service.key, number, tip_incidents), draw)
 
 

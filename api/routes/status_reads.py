@@ -14,6 +14,7 @@ from api.auth import AnyCaller
 from api.consistency import Consistent
 from api.deps import Clock, Queries, ServiceReads
 from api.routes.queries import CONDITIONAL, JSON
+from api.service_bars import services_body
 from api.status_schemas import (
     ServiceList,
     V2Components,
@@ -42,7 +43,7 @@ async def services(
 
     def render(audience: Audience) -> Rendered:
         bars = reads.bars(audience=audience, days=days, now=minute)
-        return Rendered(json_body({"items": [bar.answer() for bar in bars]}), JSON)
+        return Rendered(services_body(bars), JSON)
 
     # Kept per minute: the bars count minutes up to now.
     return await answer_for(request, caller.audience, ("services", days, minute), render,
