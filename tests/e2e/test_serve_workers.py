@@ -18,6 +18,16 @@ from tests.processes import ServeProcess, run_cli
 DEADLINE = 60.0
 
 
+def serve_workers(database_url: str, tmp_path: Path, count: int,
+                  **env: str) -> ServeProcess:
+    """`serve --workers count` on `database_url`, answering once started, logging to
+    `tmp_path`/serve.log: the tests' tokens and no write limit to speak of, unless `env`
+    says otherwise."""
+    settings = {"DATABASE_URL": database_url, "RATE_LIMIT_WRITES_PER_MINUTE": "1000000",
+                "API_TOKENS": ",".join(f"{role}:{token}" for role, token in TOKENS.items())}
+    return ServeProcess(settings | env, tmp_path / "serve.log", "--workers", str(count))
+
+
 def workers_of(parent: int) -> set[int]:
     found: set[int] = set()
     for task in Path(f"/proc/{parent}/task").iterdir():
@@ -94,9 +104,7 @@ def answered_by_each(server: ServeProcess, workers: set[int], path: str) -> int:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_two_workers_listen_on_one_port_answer_and_stop_together(
         database_url: str, tmp_path: Path, signum: int) -> None:
-    env = {"DATABASE_URL": database_url, "RATE_LIMIT_WRITES_PER_MINUTE": "1000000",
-           "API_TOKENS": ",".join(f"{role}:{token}" for role, token in TOKENS.items())}
-    server = ServeProcess(env, tmp_path / "serve.log", "--workers", "2")
+    server = serve_workers(database_url, tmp_path, 2)
     workers: set[int] = set()
     try:
         # Two processes, each with its own socket listening on the one port.
@@ -140,9 +148,7 @@ def test_a_token_reads_writes_made_through_any_worker_without_naming_a_position(
         postgres_url: str, tmp_path: Path, reader: dict[str, str]) -> None:
     """A script with a token and no cookie jar, each request on a new connection (so on
     any of the workers): every read shows the write answered just before it."""
-    env = {"DATABASE_URL": postgres_url, "RATE_LIMIT_WRITES_PER_MINUTE": "1000000",
-           "API_TOKENS": ",".join(f"{role}:{token}" for role, token in TOKENS.items())}
-    server = ServeProcess(env, tmp_path / "serve.log", "--workers", "4")
+    server = serve_workers(postgres_url, tmp_path, 4)
     workers: set[int] = set()
     try:
         workers = listening_workers(server, 4)
@@ -190,9 +196,8 @@ def test_metrics_of_workers_count_every_worker(sqlite_url: str, tmp_path: Path,
     directory of its own that `serve` removes at exit, or in PROMETHEUS_MULTIPROC_DIR."""
     shared = tmp_path / "metrics"
     shared.mkdir()
-    env = {"DATABASE_URL": sqlite_url, "API_TOKENS": "reader:r",
-           "PROMETHEUS_MULTIPROC_DIR": str(shared) if given else ""}
-    server = ServeProcess(env, tmp_path / "serve.log", "--workers", "2")
+    server = serve_workers(sqlite_url, tmp_path, 2, API_TOKENS="reader:r",
+                           PROMETHEUS_MULTIPROC_DIR=str(shared) if given else "")
     workers: set[int] = set()
     try:
         workers = listening_workers(server, 2)
