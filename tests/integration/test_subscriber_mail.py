@@ -15,6 +15,7 @@ from infra.subscribers.store import unsubscribe_token
 from tests.conftest import make_settings
 from tests.integration.test_delivery import declare
 from tests.receivers import SmtpReceiver
+from tests.subscribers import confirm_subscribers
 
 LEAVING, STAYING = "leaving@example.org", "staying@example.org"
 
@@ -42,10 +43,7 @@ def incident_mails(smtp: SmtpReceiver, address: str) -> list[str]:
 def test_who_unsubscribes_mid_batch_gets_none_of_its_later_mail(
         services: Services, smtp: SmtpReceiver, delivery: SubscriberDelivery) -> None:
     store = services.subscribers.store
-    for address in (LEAVING, STAYING):
-        confirmation = store.subscribe(address, [])
-        assert confirmation is not None
-        assert store.confirm(confirmation.token)
+    confirm_subscribers(services, [LEAVING, STAYING])
     leaving = next(s for s in store.confirmed() if s.email == LEAVING)
     start = services.event_log.last_position()
     declare(services, "First outage")
