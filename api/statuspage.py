@@ -69,13 +69,6 @@ def impact(severity: str) -> str:
     return IMPACT[severity]
 
 
-def public(update: Body) -> bool:
-    """Whether an update is public: it says something to the public, or moves the status
-    (else it is a note for the team, as the feeds tell them apart)."""
-    return bool(update["public_message"].strip()) or \
-        update["status"] != update["previous_status"]
-
-
 def incident_status(status: str) -> str:
     return "postmortem" if status == "post_incident" else status
 
@@ -187,10 +180,11 @@ class StatusPage:
 
     def _answers(self, items: list[Body], *, maintenance: bool) -> list[Body]:
         ids = [i["id"] for i in items]
+        # The public's updates: without notes for the team (`domain.visibility`).
         updates = self.queries.updates_of(ids, audience=PUBLIC) if ids else {}
         changed = self.services.public_changes(ids) if ids else {}
         components = {c["name"]: c for c in self.components()}
-        return [self._answer(i, [u for u in updates.get(i["id"], []) if public(u)],
+        return [self._answer(i, updates.get(i["id"], []),
                              changed.get(i["id"]), components, maintenance)
                 for i in items]
 

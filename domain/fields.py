@@ -89,8 +89,11 @@ INCIDENT_FIELDS: tuple[Field, ...] = (
     _detail("is_public", bool, "shown without a reader token", default=True),
     _detail("rss_enabled", bool, "shown in the feeds (when public)", default=True),
     Field("created_at", datetime, "when it was declared"),
-    Field("updated_at", datetime, "when it last changed"),
-    Field("version", int, "the incident's version, also its ETag"),
+    Field("updated_at", datetime, "when it last changed (without a token: when it last "
+          "changed in what the public sees; internal notes and notes for the team move "
+          "nothing)"),
+    Field("version", int, "the incident's version, also its ETag (without a token: its "
+          "version at its last change the public sees)"),
     # The response (domain/response.py): reader-only, like every figure of how the team
     # performs against its own targets.
     Field("acknowledged_at", datetime, "when the first status update after the declaration "

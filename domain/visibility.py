@@ -12,6 +12,8 @@ The rule is data, so each surface applies the same one in its own terms:
   `shows()` applies them to an incident in memory;
 - which fields: `visible_fields()` picks them from the field tables of `domain.fields`
   (the serialisers and the documented response models both use it);
+- which status updates: `shows_update()` (the public does not see a note for the team,
+  `is_team_note()`);
 - which events: `event_for()` gives the form of a stored CloudEvents document an audience
   may receive (the public timeline, the anonymous live stream, and integrations).
 
@@ -57,6 +59,19 @@ POSTMORTEM_VISIBLE: Mapping[Audience, Conditions] = {
     Audience.READER: {},
     Audience.PUBLIC: {"published": True},
 }
+
+
+def is_team_note(public_message: str, status: Any, previous_status: Any) -> bool:
+    """A status update that says nothing public and keeps the status: a note for the team.
+    Only readers see it; the public sees neither it nor that it was written (it moves no
+    public `updated_at`, `version` or ETag)."""
+    return not public_message.strip() and status == previous_status
+
+
+def shows_update(audience: Audience, update: Mapping[str, Any]) -> bool:
+    """Whether `audience` sees this status update (by field name) at all."""
+    return audience is Audience.READER or not is_team_note(
+        update["public_message"], update["status"], update["previous_status"])
 
 
 def shows(conditions: Conditions, incident: Mapping[str, Any]) -> bool:

@@ -20,7 +20,14 @@ from typing import Any, ClassVar
 
 from domain.fields import INCIDENT, INCIDENT_FIELDS, WINDOW_FIELDS
 from domain.incident import Incident
-from domain.visibility import IN_FEEDS, POSTMORTEM_VISIBLE, Audience, shows, visible_fields
+from domain.visibility import (
+    IN_FEEDS,
+    POSTMORTEM_VISIBLE,
+    Audience,
+    is_team_note,
+    shows,
+    visible_fields,
+)
 from projections.base import (
     AppendBuffer,
     Cursor,
@@ -132,9 +139,9 @@ class FeedItems(Projection):
 
     @handles(Incident.UpdateAdded)
     def _update_added(self, event: Incident.UpdateAdded, cursor: Cursor, position: int) -> None:
-        says_something = bool(event.public_message.strip())
-        if not says_something and event.status == event.previous_status:
+        if is_team_note(event.public_message, event.status, event.previous_status):
             return  # an internal note
+        says_something = bool(event.public_message.strip())
         changes: dict[str, Any] = {"status": event.status.value}
         if says_something:
             changes["public_message"] = event.public_message

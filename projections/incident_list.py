@@ -1,5 +1,10 @@
 """Read model `incident_list`: one row per incident for the list and the detail view,
-with the services and regions it affects in side tables for filtering."""
+with the services and regions it affects in side tables for filtering.
+
+Beside `updated_at` and `version`, which every change moves, a row keeps the time and
+version of the incident's last public change (`incident_history.is_public_change`), which
+the public is shown instead, and whether its postmortem is published (withdrawing one is a
+public change, writing a draft is not)."""
 
 from __future__ import annotations
 
@@ -11,14 +16,25 @@ from domain.response import is_response
 from domain.values import Status
 from projections.base import Cursor, NameLists, Projection, RowBuffer, handles, micros
 from projections.columns import column_definitions, to_column
-from projections.incident_history import PUBLIC_UPDATE_AT, evolve, is_public_update
+from projections.incident_history import (
+    PUBLIC_CHANGED_AT,
+    PUBLIC_UPDATE_AT,
+    PUBLIC_VERSION,
+    evolve,
+    is_public_change,
+    is_public_update,
+)
 
 # One column per stored field of the incident (`domain.fields`), by the field's name, plus
 # the store position of its creation (the list's order), when the public last heard of it,
+# when and at which version it last changed publicly, whether its postmortem is published,
 # and whether it was deleted.
 _FIELDS = STORED_FIELDS[1:]  # after the id, the table's key
-COLUMNS = ("id", "created_position", *(f.name for f in _FIELDS), PUBLIC_UPDATE_AT, "deleted")
-_BOOLEANS = (*(f.name for f in STORED_FIELDS if f.kind is bool), "deleted")
+POSTMORTEM_PUBLISHED = "postmortem_published"
+COLUMNS = ("id", "created_position", *(f.name for f in _FIELDS), PUBLIC_UPDATE_AT,
+           PUBLIC_CHANGED_AT, PUBLIC_VERSION, POSTMORTEM_PUBLISHED, "deleted")
+_BOOLEANS = (*(f.name for f in STORED_FIELDS if f.kind is bool), POSTMORTEM_PUBLISHED,
+             "deleted")
 
 
 class IncidentList(Projection):
@@ -37,7 +53,8 @@ class IncidentList(Projection):
         columns = ",\n                ".join([
             "id TEXT PRIMARY KEY", "created_position BIGINT NOT NULL",
             *column_definitions(_FIELDS), f"{PUBLIC_UPDATE_AT} BIGINT NOT NULL",
-            "deleted BOOLEAN NOT NULL"])
+            f"{PUBLIC_CHANGED_AT} BIGINT NOT NULL", f"{PUBLIC_VERSION} BIGINT NOT NULL",
+            f"{POSTMORTEM_PUBLISHED} BOOLEAN NOT NULL", "deleted BOOLEAN NOT NULL"])
         return [
             f"""CREATE TABLE IF NOT EXISTS {incidents} (
                 {columns}
@@ -55,6 +72,8 @@ class IncidentList(Projection):
         record = evolve(None, event)  # the new incident, as the audit fold has it
         self.rows.put({"created_position": position, "deleted": False,
                        PUBLIC_UPDATE_AT: micros(record[PUBLIC_UPDATE_AT]),
+                       PUBLIC_CHANGED_AT: micros(record[PUBLIC_CHANGED_AT]),
+                       PUBLIC_VERSION: record[PUBLIC_VERSION], POSTMORTEM_PUBLISHED: False,
                        **{f.name: to_column(f, record[f.name]) for f in STORED_FIELDS}})
         self.services.replace(event.originator_id, event.affected_services, new=True)
         self.regions.replace(event.originator_id, event.affected_regions, new=True)
@@ -96,9 +115,15 @@ class IncidentList(Projection):
     @handles(Incident.PostmortemUpdated)
     def _postmortem(self, event: Incident.PostmortemUpdated, cursor: Cursor, position: int
                     ) -> None:
-        self._touch(event, cursor, {})  # its text is in `incident_postmortems`
+        # Its text is in `incident_postmortems`.
+        self._touch(event, cursor, {POSTMORTEM_PUBLISHED: event.published})
 
     def _touch(self, event: Incident.Event, cursor: Cursor, values: dict[str, Any]) -> None:
+        row = self.rows.get(cursor, event.originator_id)
+        assert row is not None, f"no incident {event.originator_id}"
+        if is_public_change(event, bool(row[POSTMORTEM_PUBLISHED])):
+            values = {**values, PUBLIC_CHANGED_AT: micros(event.timestamp),
+                      PUBLIC_VERSION: event.originator_version}
         self.rows.change(cursor, event.originator_id, **values,
                          updated_at=micros(event.timestamp), version=event.originator_version)
 

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 from domain.fields import INCIDENT
 from domain.incident import Incident
 from domain.values import Status
-from domain.visibility import VISIBLE, where
+from domain.visibility import VISIBLE, is_team_note, where
 from projections.base import (
     Cursor,
     NameLists,
@@ -157,7 +157,7 @@ class IncidentPeriods(Projection):
 
     @handles(Incident.UpdateAdded)
     def _update_added(self, event: Incident.UpdateAdded, cursor: Cursor, position: int) -> None:
-        if not event.public_message.strip() and event.status == event.previous_status:
+        if is_team_note(event.public_message, event.status, event.previous_status):
             return  # a note for the team: nothing public changed
         row = self.rows.get(cursor, event.originator_id)
         assert row is not None, f"no incident {event.originator_id}"

@@ -8,11 +8,16 @@ audit fold (`RECORDS`: command answers, `as_of`) or straight from a read table's
 (`Serialiser(projections.columns.json_writer)`: the list, one incident, the pages), each
 value written from the form its source holds it in. The response models of
 `api/schemas.py` are derived from the same field sets.
+
+The public is shown an incident's `updated_at` and `version` as they stood at its last
+public change (`incident_history.PUBLIC_STAMPS`), and none of its notes for the team
+(`domain.visibility.shows_update`): what only readers see changes nothing of the public's
+answer, not even when it was last changed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -21,9 +26,9 @@ from typing import Any
 
 from domain.fields import INCIDENT_FIELDS, POSTMORTEM_FIELDS, UPDATE_FIELDS, Field, Names
 from domain.response import ResponsePolicy
-from domain.visibility import POSTMORTEM_VISIBLE, Audience, shows, visible_fields
+from domain.visibility import POSTMORTEM_VISIBLE, Audience, shows, shows_update, visible_fields
 from projections.base import rfc3339
-from projections.incident_history import PUBLIC_UPDATE_AT
+from projections.incident_history import PUBLIC_STAMPS, PUBLIC_UPDATE_AT
 
 Body = dict[str, Any]
 Convert = Callable[[Any], Any]
@@ -32,16 +37,19 @@ Convert = Callable[[Any], Any]
 @dataclass(frozen=True)
 class _Plan:
     """The fields an audience sees, in order, and how those not written as they are are
-    written (by position)."""
+    written (by position); each read from the record's value of the same name, or of the
+    name `sources` gives."""
 
     names: tuple[str, ...]
     read: Callable[[Mapping[str, Any]], tuple[Any, ...]]
     writes: tuple[tuple[int, Convert], ...]
 
     @classmethod
-    def of(cls, fields: tuple[tuple[str, Convert | None], ...]) -> _Plan:
+    def of(cls, fields: tuple[tuple[str, Convert | None], ...],
+           sources: Mapping[str, str] | None = None) -> _Plan:
         names = tuple(name for name, _ in fields)
-        return cls(names, itemgetter(*names),
+        return cls(names, itemgetter(*(name if sources is None else sources.get(name, name)
+                                       for name in names)),
                    tuple((n, write) for n, (_, write) in enumerate(fields) if write))
 
     def body(self, record: Mapping[str, Any]) -> Body:
@@ -76,18 +84,23 @@ class Serialiser:
     `writer(field)` (None: as it is) from the form the records' source holds it in."""
 
     def __init__(self, writer: Callable[[Field], Convert | None] = encoder) -> None:
-        def plans(fields: tuple[Field, ...]) -> dict[Audience, _Plan]:
+        def plans(fields: tuple[Field, ...], public: Mapping[str, str] | None = None
+                  ) -> dict[Audience, _Plan]:
             return {audience: _Plan.of(tuple((f.name, writer(f))
-                                             for f in visible_fields(fields, audience)))
+                                             for f in visible_fields(fields, audience)),
+                                       public if audience is Audience.PUBLIC else None)
                     for audience in Audience}
 
-        self._incident = plans(INCIDENT_FIELDS)
+        self._incident = plans(INCIDENT_FIELDS, PUBLIC_STAMPS)
         self._update = plans(UPDATE_FIELDS)
         self._postmortem = plans(POSTMORTEM_FIELDS)
 
-    def update(self, update: Mapping[str, Any], audience: Audience) -> Body:
-        """One status update as `audience` may see it."""
-        return self._update[audience].body(update)
+    def updates(self, updates: Iterable[Mapping[str, Any]], audience: Audience
+                ) -> list[Body]:
+        """Status updates (in order) as `audience` may see them, leaving out those it may
+        not see at all."""
+        plan = self._update[audience]
+        return [plan.body(u) for u in updates if shows_update(audience, u)]
 
     def postmortem(self, postmortem: Mapping[str, Any] | None, audience: Audience
                    ) -> Body | None:
@@ -137,6 +150,6 @@ def incident_body(record: Mapping[str, Any], audience: Audience, policy: Respons
     """An incident of the audit fold, with its status updates (oldest first), as
     `audience` may see it at `now`."""
     record = with_response(record, policy, now)
-    return RECORDS.incident(record, audience, updates=[
-        RECORDS.update(u, audience) for u in record["updates"]],
-        postmortem=record["postmortem"])
+    return RECORDS.incident(record, audience, updates=RECORDS.updates(record["updates"],
+                                                                     audience),
+                            postmortem=record["postmortem"])

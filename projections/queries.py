@@ -23,7 +23,7 @@ from domain.values import ACTIVE_STATUSES, IncidentType, Severity, Status
 from domain.visibility import VISIBLE, Audience, Conditions, where
 from projections.base import ReadStore, micros, moment
 from projections.columns import json_writer, named, select
-from projections.incident_history import PUBLIC_UPDATE_AT
+from projections.incident_history import PUBLIC_STAMPS, PUBLIC_UPDATE_AT
 from projections.incident_summary import SCOPES, SERVICE_SEPARATOR
 from projections.incident_view import Body, Serialiser, incident_body, with_response
 
@@ -68,7 +68,8 @@ def decode_cursor(cursor: str) -> int:
         raise BadCursor(f"not a cursor from this list: {cursor!r}") from None
 
 
-_INCIDENT_COLUMNS = ("created_position", *(f.name for f in STORED_FIELDS), PUBLIC_UPDATE_AT)
+_INCIDENT_COLUMNS = ("created_position", *(f.name for f in STORED_FIELDS), PUBLIC_UPDATE_AT,
+                     *PUBLIC_STAMPS.values())
 _UPDATE_COLUMNS = ("incident_id", *(f.name for f in UPDATE_FIELDS))
 _POSTMORTEM_COLUMNS = tuple(f.name for f in POSTMORTEM_FIELDS)
 _ROWS = Serialiser(json_writer)  # answers straight from the read tables' rows
@@ -103,10 +104,10 @@ def _updates(tx: Any, incident_ids: Sequence[str], audience: Audience
     rows = select(tx, _UPDATE_COLUMNS, f"FROM incident_updates WHERE incident_id IN "
                   f"({', '.join('?' * len(incident_ids))}) ORDER BY incident_id, number",
                   list(incident_ids))
-    found: dict[str, list[Body]] = {}
+    found: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
-        found.setdefault(row["incident_id"], []).append(_ROWS.update(row, audience))
-    return found
+        found.setdefault(row["incident_id"], []).append(row)
+    return {incident_id: _ROWS.updates(of, audience) for incident_id, of in found.items()}
 
 
 class IncidentQueries:

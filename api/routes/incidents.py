@@ -74,7 +74,8 @@ async def get_incident(
     """From the read tables; with `as_of`, folded from the incident's stored events (the
     audit log): shown if the caller may read its events now (`AUDITABLE`: without a token,
     only while it is public and not deleted) and could see it as it stood then. Its ETag
-    is its version."""
+    is its version: for the public, the version of its last public change, so that a
+    change only readers see leaves the public's answer, ETag included, as it was."""
     if as_of is not None:
         return await to_thread.run_sync(_incident_then, incident_id, caller.audience,
                                         commands, queries, as_of)

@@ -35,7 +35,7 @@ from tests.servers import free_port
 
 INCIDENTS = "/api/v1/incidents"
 FEEDS = [f"{INCIDENTS}/rss/feed", f"{INCIDENTS}/atom/feed", f"{INCIDENTS}/rss/feed?service=api",
-         f"{INCIDENTS}/atom/feed?include_resolved=false"]
+         f"{INCIDENTS}/atom/feed?include_resolved=false", f"{INCIDENTS}/feed.json"]
 # Headers that differ between any two answers, whatever they answer.
 PER_REQUEST = {"date", "x-request-id"}  # x-request-id: a new random one per answer
 
@@ -219,6 +219,69 @@ def test_private_activity_leaves_an_empty_feed_as_it_was(
     before = snapshot(anonymous, FEEDS)
     private_activity(http, services, datetime.now(UTC) - timedelta(hours=1))
     assert snapshot(anonymous, FEEDS) == before
+
+
+# ----------------------------------------------------------------------------------------
+# internal activity on a public incident
+
+
+def public_answers(client: httpx.Client, incident_id: str) -> dict[str, tuple[Any, ...]]:
+    """What an anonymous reader gets of a public incident (the incident, the list that
+    holds it, its page): status, ETag and body of each."""
+    taken = {}
+    for path in (f"{INCIDENTS}/{incident_id}", INCIDENTS, f"/incidents/{incident_id}"):
+        response = client.get(path)
+        assert response.status_code == 200, (path, response.text)
+        taken[path] = (response.headers["etag"], response.content)
+    return taken
+
+
+def test_internal_activity_leaves_the_public_incident_as_it_was(
+    http: httpx.Client, anonymous: httpx.Client
+) -> None:
+    """Internal notes, a note for the team (an update that says nothing public and keeps
+    the status) and a draft postmortem change nothing the public gets of the incident, not
+    even its `updated_at`, `version` or ETag; a reader sees when it last changed."""
+    incident = create(http, public_message="Looking into it")
+    url = f"{INCIDENTS}/{incident['id']}"
+    write(http.post(f"{url}/updates", headers=WRITER,
+                    json={"status": "resolved", "public_message": "Fixed"}))
+    # Naming each write's position: an anonymous reader who names none may be answered
+    # from read tables that have not reached it yet.
+    anonymous.headers["Min-Position"] = http.cookies["store_position"]
+    before = public_answers(anonymous, incident["id"])
+    public = anonymous.get(url).json()
+
+    write(http.put(url, json={"internal_notes": "the database again"}, headers=WRITER))
+    write(http.post(f"{url}/updates", json={"message": "checked the replicas"},
+                    headers=WRITER))
+    last = http.put(f"{url}/postmortem", json={"body": "draft", "published": False},
+                    headers=WRITER)
+    write(last)
+    anonymous.headers["Min-Position"] = http.cookies["store_position"]
+
+    assert public_answers(anonymous, incident["id"]) == before
+    kept = anonymous.get(url, headers={"If-None-Match": before[url][0]})
+    assert kept.status_code == 304
+    then = anonymous.get(url, params={"as_of": last.json()["updated_at"]})
+    assert then.status_code == 200, then.text
+    assert (then.json()["updated_at"], then.json()["version"]) == (
+        public["updated_at"], public["version"])
+    reader = http.get(url, headers=READER).json()
+    assert reader["updated_at"] == last.json()["updated_at"] > public["updated_at"]
+    assert reader["version"] == public["version"] + 3
+    assert [u["message"] for u in reader["updates"]] == ["", "checked the replicas"]
+    assert [u["public_message"] for u in public["updates"]] == ["Fixed"]
+
+    # What the public sees changing moves its `updated_at`, version and ETag.
+    published = http.put(f"{url}/postmortem", json={"body": "draft", "published": True},
+                         headers=WRITER)
+    write(published)
+    anonymous.headers["Min-Position"] = http.cookies["store_position"]
+    after = anonymous.get(url)
+    assert after.headers["etag"] != before[url][0]
+    assert (after.json()["updated_at"], after.json()["version"]) == (
+        published.json()["updated_at"], public["version"] + 4)
 
 
 # ----------------------------------------------------------------------------------------
