@@ -126,14 +126,20 @@ def public_data_fields(event_type: str) -> frozenset[str]:
 def event_for(audience: Audience, document: bytes) -> bytes | None:
     """The stored CloudEvents document as this audience may receive it: readers get the
     stored bytes; the public gets it without extensions and internal fields, or None when
-    nothing public is left (a change of internal notes alone, an unpublished postmortem)."""
+    nothing public is left (a change of internal notes alone, a note for the team, an
+    unpublished postmortem)."""
     if audience is Audience.READER:
         return document
     event = json.loads(document)
     condition = _PUBLIC_WHEN.get(event["type"])
+    stored = event.get("data") or {}
     if condition is not None and not all(
-            (event.get("data") or {}).get(name) == value for name, value in condition.items()):
+            stored.get(name) == value for name, value in condition.items()):
         return None
+    if event["type"] == Incident.UpdateAdded.TOPIC and is_team_note(
+            stored.get("public_message") or "", stored.get("status"),
+            stored.get("previous_status")):
+        return None  # a note for the team: the public does not learn it was written
     shown = public_data_fields(event["type"])
     data = {k: v for k, v in (event.get("data") or {}).items() if k in shown}
     if set(data) <= {"incident_id"} and event["type"] == Incident.DetailsChanged.TOPIC:

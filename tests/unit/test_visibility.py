@@ -62,6 +62,10 @@ def stored_documents() -> list[bytes]:
                             changes={"internal_notes": "SECRET changed"})
     incident.change_details(at=T0 + timedelta(minutes=2),
                             changes={"title": "Login slow", "internal_notes": "SECRET both"})
+    # A note for the team: no public message, the status kept.
+    incident.add_update(at=T0 + timedelta(minutes=2, seconds=30), max_updates=10,
+                        status=incident.status, message="SECRET team note",
+                        public_message="", request_key=None)
     incident.add_update(at=T0 + timedelta(minutes=3), max_updates=10, status=Status.RESOLVED,
                         message="SECRET cause", public_message="Fixed", request_key="key-1")
     incident.delete(at=T0 + timedelta(minutes=4))
@@ -74,6 +78,7 @@ def test_readers_get_the_stored_event_and_the_public_its_public_form() -> None:
     assert [event_for(Audience.READER, d) for d in documents] == documents
     public = [event_for(Audience.PUBLIC, d) for d in documents]
     assert public[1] is None  # a change of internal notes alone: nothing public left
+    assert public[3] is None  # a note for the team: not even that it was written
     shown = [json.loads(d) for d in public if d is not None]
     assert [e["type"].rsplit(".", 1)[1] for e in shown] == [
         "created", "updated", "update_added", "resolved", "deleted"]
