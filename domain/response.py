@@ -85,3 +85,21 @@ class ResponsePolicy:
             and self.met(declared_at, severity, acknowledged_at, now) is False,
             update_overdue=Status(status).is_active and now - public_update_at > self.reminder,
         )
+
+    def steady_until(self, *, declared_at: datetime, severity: Severity | str,
+                     status: Status | str, incident_type: IncidentType | str,
+                     acknowledged_at: datetime | None, public_update_at: datetime,
+                     now: datetime) -> datetime | None:
+        """The last moment up to which `facts` judge as they do at `now`, the incident
+        unchanged (None: for good): an answer showing them holds until then."""
+        moments = []
+        # Breached once past due, while no response came (and none is waited for).
+        if has_target(incident_type) and Status(status) is not Status.SCHEDULED and (
+                acknowledged_at is None):
+            due = self.due_at(declared_at, severity)
+            if now <= due:
+                moments.append(due)
+        # Overdue once the public heard nothing for longer than the reminder.
+        if Status(status).is_active and now - public_update_at <= self.reminder:
+            moments.append(public_update_at + self.reminder)
+        return min(moments, default=None)

@@ -145,6 +145,18 @@ def with_response(record: Mapping[str, Any], policy: ResponsePolicy, now: dateti
             "response_breached": facts.breached, "update_overdue": facts.update_overdue}
 
 
+def response_steady_until(record: Mapping[str, Any], policy: ResponsePolicy, now: datetime,
+                          *, read: Convert = _same) -> datetime | None:
+    """The last moment up to which `with_response` writes the same derived fields for
+    the record as at `now` (None: for good, while the record stays as it is)."""
+    acknowledged = record["acknowledged_at"]
+    return policy.steady_until(
+        declared_at=read(record["created_at"]), severity=record["severity"],
+        status=record["status"], incident_type=record["incident_type"],
+        acknowledged_at=None if acknowledged is None else read(acknowledged),
+        public_update_at=read(record[PUBLIC_UPDATE_AT]), now=now)
+
+
 def incident_body(record: Mapping[str, Any], audience: Audience, policy: ResponsePolicy,
                   now: datetime) -> Body:
     """An incident of the audit fold, with its status updates (oldest first), as

@@ -17,15 +17,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from domain.fields import POSTMORTEM_FIELDS, STORED_FIELDS, UPDATE_FIELDS
+from domain.fields import INCIDENT_FIELDS, POSTMORTEM_FIELDS, STORED_FIELDS, UPDATE_FIELDS
 from domain.response import ResponsePolicy
 from domain.values import ACTIVE_STATUSES, IncidentType, Severity, Status
-from domain.visibility import VISIBLE, Audience, Conditions, where
+from domain.visibility import VISIBLE, Audience, Conditions, visible_fields, where
 from projections.base import ReadStore, micros, moment
 from projections.columns import json_writer, named, select
 from projections.incident_history import PUBLIC_STAMPS, PUBLIC_UPDATE_AT
 from projections.incident_summary import SCOPES, SERVICE_SEPARATOR
-from projections.incident_view import Body, Serialiser, incident_body, with_response
+from projections.incident_view import (
+    Body,
+    Serialiser,
+    incident_body,
+    response_steady_until,
+    with_response,
+)
 
 _SEVERITY_ORDER = [s.value for s in Severity]  # worst first
 
@@ -51,6 +57,9 @@ class Page:
     items: list[dict[str, Any]]
     total: int
     next_cursor: str | None
+    # The last moment its items' derived fields (what the clock judges) stay as written
+    # (None: while the rows stay as they are).
+    steady_until: datetime | None = None
 
 
 def encode_cursor(created_position: int) -> str:
@@ -73,6 +82,9 @@ _INCIDENT_COLUMNS = ("created_position", *(f.name for f in STORED_FIELDS), PUBLI
 _UPDATE_COLUMNS = ("incident_id", *(f.name for f in UPDATE_FIELDS))
 _POSTMORTEM_COLUMNS = tuple(f.name for f in POSTMORTEM_FIELDS)
 _ROWS = Serialiser(json_writer)  # answers straight from the read tables' rows
+# Whether an audience sees fields the clock judges (the response's: a reader's only).
+_SEES_DERIVED = {audience: any(f.derived for f in visible_fields(INCIDENT_FIELDS, audience))
+                 for audience in Audience}
 
 
 @dataclass
@@ -156,8 +168,10 @@ class IncidentQueries:
         next_cursor = encode_cursor(int(rows[-1]["created_position"])) if more and rows \
             else None
         now = self.clock()
+        steady = [response_steady_until(r, self.policy, now, read=moment) for r in rows
+                  ] if _SEES_DERIVED[audience] else []
         return Page([_ROWS.incident(self._responded(r, now), audience) for r in rows], total,
-                    next_cursor)
+                    next_cursor, min((s for s in steady if s is not None), default=None))
 
     def _responded(self, row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         """A read table's row with the response's derived fields at `now`."""

@@ -7,11 +7,12 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from domain.response import DEFAULT_TARGETS, ResponsePolicy, is_response
-from domain.values import Severity, Status
+from domain.values import IncidentType, Severity, Status
 from infra.settings import SettingsError, load_settings
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -113,3 +114,30 @@ def test_only_the_services_own_request_keys_mark_an_update_that_is_not_a_respons
     assert is_response(None)
     assert is_response("client-key-1")
     assert not is_response("system:auto_resolve:v3")
+
+
+def test_the_facts_hold_until_the_moment_they_say_and_change_right_after() -> None:
+    """`steady_until` is the last moment the facts judge as at `now` (a reader's kept list
+    holds until then): every earlier moment judges the same, the next microsecond not."""
+    policy = ResponsePolicy()
+    tick = timedelta(microseconds=1)
+    seen: set[str] = set()
+    for status in Status:
+        for incident_type in IncidentType:
+            for acknowledged in (None, T0 + timedelta(minutes=5), T0 + timedelta(hours=2)):
+                for since in (timedelta(0), timedelta(minutes=20), timedelta(days=3)):
+                    record: dict[str, Any] = {"declared_at": T0, "severity": Severity.CRITICAL,
+                              "status": status, "incident_type": incident_type,
+                              "acknowledged_at": acknowledged, "public_update_at": T0}
+                    now = T0 + since
+                    until = policy.steady_until(**record, now=now)
+                    facts = policy.facts(**record, now=now)
+                    if until is None:
+                        seen.add("steady")
+                        assert policy.facts(**record, now=now + timedelta(days=400)) == facts
+                        continue
+                    seen.add("until")
+                    assert until >= now
+                    assert policy.facts(**record, now=until) == facts
+                    assert policy.facts(**record, now=until + tick) != facts
+    assert seen == {"steady", "until"}
