@@ -11,7 +11,8 @@ written through another process of the deployment: another worker of `serve --wo
 behind the same port (the kernel gives each new connection to any of them), or another
 API process behind a balancer. What it reads covers every write committed before it
 asked, whichever process took it: the store's head, read with one indexed query (the
-process's wake-up source hears of other processes' writes only later).
+process's wake-up source hears of other processes' writes only later), which requests
+arriving together share as long as it started after they arrived (api/store_head.py).
 
 A position named explicitly that the store has not written is a 400. The cookie is not
 named by the client: it may come from another instance on the same host (cookies are not
@@ -31,6 +32,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import Problem
+from api.store_head import shared_head
 from infra.consistency import ReadBarrier
 
 READ_WAIT_SECONDS = 2.0
@@ -69,7 +71,7 @@ async def read_after_writes(
     everyone = not named and carries_token(request.scope)
     head = None
     if everyone and not remembered:
-        head = await anyio.to_thread.run_sync(barrier.store_head)
+        head = await shared_head(request.app.state, barrier.store_head).read()
         last = max(last, head)
     target = max([*named, remembered, last])
     setattr(request.state, READ_TARGET, target)
