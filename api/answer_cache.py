@@ -110,6 +110,9 @@ class Answer:
     # that accept it; `encoded`: this one is such a coding.
     coded: Answer | None = None
     encoded: bool = False
+    # The last moment it holds, drawn as it is at the moment it was read (a reader's
+    # list judges each incident's response: late once past due); None: for good.
+    holds_until: datetime | None = None
 
     @property
     def size(self) -> int:
@@ -171,6 +174,7 @@ class Rendered:
     status_code: int = 200
     etag: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    holds_until: datetime | None = None  # see Answer
 
 
 @dataclass(frozen=True)
@@ -314,7 +318,7 @@ class PublicAnswers:
         An anonymous request that names no position takes the kept answer at once; when
         the read models moved (or may have) one reading starts in the background."""
         kept = self.answers.get(key)
-        if kept is not None and not names_more(request.scope):
+        if kept is not None and not names_more(request.scope) and self.holds(kept):
             if self._behind() or kept.position < self.barrier.position:
                 self.revalidate(key, produce)
             return kept
@@ -323,7 +327,8 @@ class PublicAnswers:
             await to_thread.run_sync(self.barrier.look)
         kept = self.answers.get(key)
         target = read_target(request)
-        if kept is not None and kept.position >= max(target, self.barrier.position):
+        if kept is not None and kept.position >= max(target, self.barrier.position) and (
+                self.holds(kept)):
             return kept
         return await to_thread.run_sync(self._refresh, target, key, produce)
 
@@ -363,7 +368,8 @@ class PublicAnswers:
         least: the kept one if it is, else read now (None: nothing, and nothing kept)."""
         with self._stripes[zlib.crc32(repr(key).encode()) % _STRIPES]:
             kept = self.answers.get(key)  # another request may just have read it
-            if kept is not None and kept.position >= max(target, self.barrier.position):
+            if kept is not None and kept.position >= max(target, self.barrier.position) and (
+                    self.holds(kept)):
                 return kept
             began = time.monotonic()
             answer = produce(kept)
@@ -379,9 +385,15 @@ class PublicAnswers:
                 self.answers.put(key, answer)
             return answer
 
-    def rendering(self, render: Callable[[], Rendered]) -> Callable[[Answer | None], Answer]:
+    def holds(self, answer: Answer) -> bool:
+        """Whether `answer` still holds at this moment (see Answer.holds_until)."""
+        return answer.holds_until is None or self.clock() <= answer.holds_until
+
+    def rendering(self, render: Callable[[], Rendered], *, coded: bool = True
+                  ) -> Callable[[Answer | None], Answer]:
         """`render` as a producer of answers: read between two reads of the read models'
-        positions, again while they differ, and kept at the least of them."""
+        positions, again while they differ, and kept at the least of them (and gzip-coded
+        too where worth it, when `coded`)."""
 
         def produce(_: Answer | None) -> Answer:
             at = self.barrier.read()
@@ -395,9 +407,10 @@ class PublicAnswers:
             # Read at `at` exactly, or (the read models kept moving) at `at` or later: kept
             # at `at`, the next request past it reads it again.
             etag = rendered.etag or body_etag(rendered.body)
-            return with_coding(Answer(self.barrier.least(at), etag, None, rendered.body,
-                                      rendered.media_type, rendered.status_code,
-                                      rendered.headers))
+            answer = Answer(self.barrier.least(at), etag, None, rendered.body,
+                            rendered.media_type, rendered.status_code, rendered.headers,
+                            holds_until=rendered.holds_until)
+            return with_coding(answer) if coded else answer
 
         return produce
 
@@ -450,7 +463,7 @@ class PublicAnswers:
         if front is None or (front.until is not None and self.clock() > front.until):
             return None
         answer = self.answers.get(front.key)
-        if answer is None:
+        if answer is None or not self.holds(answer):
             return None
         if front.key not in self.revalidating and not self.paced(front.key) and (
                 self._behind() or answer.position < self.barrier.position):
@@ -605,7 +618,8 @@ async def answer_for(request: Request, audience: Audience, key: Hashable,
                      render: Callable[[Audience], Rendered], *,
                      until: datetime | None = None) -> Response:
     """A read whose answer depends on the caller's token: kept and shared for anonymous
-    callers, read afresh (in a worker thread) and never stored by others for the rest."""
+    callers, read afresh (in a worker thread) and never stored by others for the rest
+    (api/reader_answers.py keeps theirs too, where the route says how long it holds)."""
     if audience is Audience.PUBLIC:
         return await public_answer(request, key, lambda: render(audience), vary=VARY_TOKEN,
                                    until=until)

@@ -13,6 +13,7 @@ from api.answers import document_answers
 from api.consistency import ExpireStaleCookie
 from api.limits import BodySizeLimit
 from api.observability import Observed
+from api.reader_answers import ServeReaders
 from api.routes import (
     alertmanager,
     audit,
@@ -47,6 +48,7 @@ def create_app(services: Services) -> FastAPI:
     problems.install(app)
     app.add_middleware(BodySizeLimit)
     app.add_middleware(ExpireStaleCookie)
+    app.add_middleware(ServeReaders)  # token reads of URLs answered before, likewise
     app.add_middleware(ServeKept)  # a crowd's anonymous reads, answered from memory
     app.add_middleware(Observed)  # the outermost: it sees every answer, and times it
     app.include_router(health.router)

@@ -38,14 +38,20 @@ class Caller:
         return self.role is not None and _RANK[self.role] >= _RANK[role]
 
 
+def _bearer(header: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` value (None: not of that form)."""
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 async def identify(request: Request) -> Caller:
     header = request.headers.get("authorization")
     if header is None:
         return Caller(None)
     refuse_blocked_address(request)
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    token = _bearer(header)
+    if token is None:
         raise await failed_authentication(request, Problem(
             401, "Authorization must be 'Bearer <token>'", headers=_CHALLENGE))
     principal = await _authenticate(request.app.state.services.authenticator, token)
@@ -53,6 +59,24 @@ async def identify(request: Request) -> Caller:
         raise await failed_authentication(request, Problem(
             401, "the bearer token is not valid", headers=_CHALLENGE))
     return Caller(principal.role, principal.name)
+
+
+def remembered_caller(request: Request) -> Caller | None:
+    """The caller `identify` finds, when this process knows its token valid without I/O
+    (one of API_TOKENS, or a stored one remembered valid) and its address is not refused;
+    None otherwise (no token, or `identify` must decide: a refusal, a token to look up)."""
+    header = request.headers.get("authorization")
+    if header is None or (token := _bearer(header)) is None:
+        return None
+    try:
+        refuse_blocked_address(request)
+    except Problem:
+        return None
+    authenticator: Authenticator = request.app.state.services.authenticator
+    principal = authenticator.configured(token)
+    if principal is None:
+        _, principal = authenticator.cached(token)
+    return None if principal is None else Caller(principal.role, principal.name)
 
 
 async def _authenticate(authenticator: Authenticator, token: str) -> Principal | None:

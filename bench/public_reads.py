@@ -25,8 +25,9 @@ that run):
 2. 304s: the same with ``If-None-Match`` (the newest ETag the clients know, as a cache
    sends it: a per-minute answer changes when its minute turns) -- beside a bare 304;
 3. the list, page 1 and page 50 (``limit=20``, by ``next_cursor``), anonymous (kept
-   answers) and with a reader token (read each time: keyset paging, the same cost at any
-   depth) -- beside the bare one-row SELECT;
+   answers) and with a reader token (kept for token holders too, each request checked
+   against the store's head: one query shared by the requests arriving together) --
+   beside the bare one-row SELECT;
 4. p50/p99 of ``/`` for ``--write-seconds`` while ``--write-rate`` (50) creates per
    second are sent through the API by ``--writers`` (5) clients, and how many landed;
 5. ``/`` with ``serve --workers 4`` (4 API processes on one port, SO_REUSEPORT), beside

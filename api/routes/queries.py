@@ -13,6 +13,7 @@ from api.consistency import Consistent
 from api.deps import Queries
 from api.filters import ListQuery
 from api.problems import Problem
+from api.reader_answers import kept_answer_for
 from api.schemas import IncidentPage, PublicIncidentPage, Summary
 from domain.visibility import Audience
 from projections.queries import BadCursor
@@ -45,10 +46,13 @@ async def list_incidents(
         except BadCursor as error:
             raise Problem(400, str(error)) from None
         return Rendered(json_body(
-            {"items": page.items, "total": page.total, "next_cursor": page.next_cursor}), JSON)
+            {"items": page.items, "total": page.total, "next_cursor": page.next_cursor}), JSON,
+            holds_until=page.steady_until)
 
-    return await answer_for(request, caller.audience,
-                            ("list", chosen, filters.limit, filters.cursor), render)
+    # Kept for readers too (api/reader_answers.py): a script polling the list with a token
+    # is answered from memory while nothing changed.
+    return await kept_answer_for(request, caller.audience,
+                                 ("list", chosen, filters.limit, filters.cursor), render)
 
 
 @router.get("/status/summary", response_model=Summary, responses=CONDITIONAL)

@@ -147,7 +147,8 @@ def test_serve_refuses_a_bad_number_of_workers(count: str) -> None:
 def test_a_token_reads_writes_made_through_any_worker_without_naming_a_position(
         postgres_url: str, tmp_path: Path, reader: dict[str, str]) -> None:
     """A script with a token and no cookie jar, each request on a new connection (so on
-    any of the workers): every read shows the write answered just before it."""
+    any of the workers): every read shows the write answered just before it, the list
+    too (kept for token holders by each worker)."""
     server = serve_workers(postgres_url, tmp_path, 4)
     workers: set[int] = set()
     try:
@@ -161,6 +162,10 @@ def test_a_token_reads_writes_made_through_any_worker_without_naming_a_position(
                              headers=reader, timeout=30)
             assert read.status_code == 200, (number, read.text)
             assert (read.json()["title"], read.json()["severity"]) == (title, "high")
+            listed = httpx.get(f"{server.url}/api/v1/incidents?limit=5", headers=reader,
+                               timeout=30)
+            assert listed.status_code == 200, (number, listed.text)
+            assert listed.json()["items"][0]["id"] == created.json()["id"], number
         server.stop(signal.SIGTERM, timeout=DEADLINE)
     finally:
         server.stop(signal.SIGKILL)
