@@ -238,6 +238,7 @@ class Result(Timings):
     statuses: Counter[int]
     server_cpu: float | None
     errors: list[str] = field(default_factory=list)
+    client_cpu: float | None = None  # the load generator's own CPU seconds, where measured
 
     @property
     def failed(self) -> int:

@@ -31,7 +31,9 @@ that run):
 4. p50/p99 of ``/`` for ``--write-seconds`` while ``--write-rate`` (50) creates per
    second are sent through the API by ``--writers`` (5) clients, and how many landed;
 5. ``/`` with ``serve --workers 4`` (4 API processes on one port, SO_REUSEPORT), beside
-   ``serve --workers 1``.
+   ``serve --workers 1`` and ``2``, with how many cores the server and the clients kept
+   busy: one process is bound to one core, and what more processes add is bounded by the
+   cores the clients leave (on 2 cores, none to speak of).
 
 The clients are `bench.harness.RawClient`s: keep-alive HTTP/1.1 that reads each answer's
 bytes as sent, gzip-coded where the server codes them, and does not inflate them (a crowd
@@ -246,15 +248,15 @@ def run(name: str, child: Child, unit: Unit, headers: dict[str, str],
     """As many of `unit` as `duration` (else `args.seconds`) seconds take, after
     `args.warmup`."""
     drive(child.url, unit, args.warmup, args.concurrency, headers, RawClient)
-    cpu_before = cpu_seconds(child.pid)
+    cpu_before, client_before = cpu_seconds(child.pid), time.process_time()
     seconds, done, errors = drive(child.url, unit, sys.maxsize, args.concurrency, headers,
                                   RawClient, duration or args.seconds)
-    cpu_after = cpu_seconds(child.pid)
+    cpu_after, client_cpu = cpu_seconds(child.pid), time.process_time() - client_before
     cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
     latencies = [latency for samples in done for latency, _ in samples]
     statuses: Counter[int] = Counter(status for samples in done for _, status in samples)
     result = Result("postgres", name, len(latencies), seconds, latencies, statuses, cpu,
-                    errors)
+                    errors, client_cpu)
     print(f"  {name:28} {result.rate:8.1f} req/s", file=sys.stderr, flush=True)
     return result
 
@@ -409,7 +411,8 @@ def print_figures(measured: Sequence[Measured], under: UnderWrites | None,
         base = scaling.get(1)
         for count, result in sorted(scaling.items()):
             ratio = f"{result.rate / base.rate:.2f}x of 1 process" if base else ""
-            busy = (f", the server busy {result.server_cpu / result.seconds:.2f} of "
+            busy = (f", busy: the server {result.server_cpu / result.seconds:.2f} and the "
+                    f"clients {(result.client_cpu or 0) / result.seconds:.2f} of "
                     f"{os.cpu_count()} cores" if result.server_cpu is not None else "")
             print(f"/ with {count} API process(es) on one port: {result.rate:.1f} req/s, "
                   f"p99 {result.percentile(0.99):.2f} ms {ratio}{busy}")
@@ -498,7 +501,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             measured = bench_cases(app, bare, public_ids, args, notes)
             under = bench_under_writes(app, args)
         scaling: dict[int, Result] = {}
-        for count in sorted({1, args.processes}):
+        for count in sorted({1, 2, args.processes}):
             with processes(url, workdir, count) as many:
                 notes.append(f"start-up: serve --workers {count} ready in "
                              f"{many.ready_seconds:.1f} s")
