@@ -204,7 +204,8 @@ class World:
     hidden: list[str]  # the private and the deleted incident
     unknown: str
     before: str  # a moment when the hidden incidents existed and were not yet deleted
-    last_public_event: int
+    last_public_event: int  # of the public incident
+    team_note: int  # the public incident's last event: a note for the team
 
 
 def declare(http: httpx.Client, **fields: Any) -> str:
@@ -214,9 +215,11 @@ def declare(http: httpx.Client, **fields: Any) -> str:
     return incident_id
 
 
-def write(http: httpx.Client, method: str, url: str, **fields: Any) -> None:
+def write(http: httpx.Client, method: str, url: str, **fields: Any) -> int:
+    """The write's store position."""
     response = http.request(method, url, json=fields or None, headers=WRITER)
     assert response.status_code in (200, 201, 204), response.text
+    return int(response.headers["store-position"])
 
 
 @pytest.fixture
@@ -242,14 +245,17 @@ def world(http: httpx.Client, live_server: LiveServer) -> World:
                      affected_services=["api"], affected_regions=["eu"])
     private = declare(http, **everywhere, is_public=False)
     deleted = declare(http, **everywhere)
+    positions: dict[str, tuple[int, int]] = {}  # the last public event, the team's note
     for incident in (public, private, deleted):
         url = f"/api/v1/incidents/{incident}"
         write(http, "PUT", url, internal_notes=f"{marker} notes changed")
         write(http, "POST", f"{url}/updates", message=f"{marker} internal message",
               public_message="Still looking")
-        write(http, "POST", f"{url}/updates", status="identified",
-              message=f"{marker} cause found")
-        write(http, "POST", f"{url}/updates", message=f"{marker} internal only")
+        identified = write(http, "POST", f"{url}/updates", status="identified",
+                           message=f"{marker} cause found")
+        # A note for the team: the public learns nothing of it, not even that it was written.
+        note = write(http, "POST", f"{url}/updates", message=f"{marker} internal only")
+        positions[incident] = (identified, note)
     for incident in (private, deleted):
         url = f"/api/v1/incidents/{incident}"
         write(http, "POST", f"{url}/updates", status="resolved", message=f"{marker} fixed")
@@ -263,16 +269,13 @@ def world(http: httpx.Client, live_server: LiveServer) -> World:
     before = datetime.now(UTC).isoformat()
     time.sleep(0.01)
     write(http, "DELETE", f"/api/v1/incidents/{deleted}")
-    events = http.get("/api/v1/events", params={"subject": public, "limit": 1000},
-                      headers=READER)
-    assert events.status_code == 200, events.text
-    last_public_event: int = events.json()["last_position"]
+    last_public_event, team_note = positions[public]
     # As the reader sees them, so the marker is known to be there to be hidden.
     assert marker in http.get(f"/api/v1/incidents/{public}", headers=READER).text
     assert marker in http.get(f"/api/v1/incidents/{drafted}", headers=READER).text
     assert private in http.get("/api/v1/incidents", headers=READER).text
     return World(marker, public, [private, deleted], "incident-" + uuid.uuid4().hex,
-                 before, last_public_event)
+                 before, last_public_event, team_note)
 
 
 Asked = tuple[str, str, int]  # method, path, which call
@@ -338,3 +341,4 @@ def test_an_anonymous_caller_learns_nothing_hidden(live_server: LiveServer,
     stream = next(a for group in answers.values() for _, a in group
                   if a.url.split("?")[0].endswith("/events/stream"))
     assert f"id: {world.last_public_event}\n" in stream.body
+    assert f"id: {world.team_note}\n" not in stream.body
