@@ -147,6 +147,18 @@ def live_server(services: Services) -> Iterator[LiveServer]:
 
 
 @pytest.fixture
+def follower_server(settings: Settings) -> Iterator[LiveServer]:
+    """A second API process's worth of parts on the same store, running no projectors:
+    it learns of the read models only by looking at their positions."""
+    services: Services = bootstrap(settings)
+    server = LiveServer(services)
+    server.start()
+    yield server
+    server.stop()
+    services.close()
+
+
+@pytest.fixture
 def http(live_server: LiveServer) -> Iterator[httpx.Client]:
     """A real HTTP client of the live server."""
     with httpx.Client(base_url=live_server.url, timeout=30) as client:

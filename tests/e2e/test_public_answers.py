@@ -20,7 +20,7 @@ import pytest
 from starlette.requests import Request
 
 from api.answer_cache import Answer, Answers, PublicAnswers
-from infra.bootstrap import Services, bootstrap
+from infra.bootstrap import bootstrap
 from infra.settings import Settings
 from tests.conftest import READER, WRITER, LiveServer, make_settings
 
@@ -381,18 +381,6 @@ def test_answers_kept_per_minute_are_read_again_when_the_minute_turns(
     finally:
         server.stop()
         built.close()
-
-
-@pytest.fixture
-def follower_server(settings: Settings) -> Iterator[LiveServer]:
-    """A second API process's worth of parts on the same store, running no projectors:
-    it learns of the read models only by looking at their positions."""
-    services: Services = bootstrap(settings)
-    server = LiveServer(services)
-    server.start()
-    yield server
-    server.stop()
-    services.close()
 
 
 def test_a_writer_reads_its_write_at_once_and_every_process_agrees(

@@ -172,18 +172,6 @@ def test_an_invalid_token_is_refused_on_a_url_kept_for_readers(
     assert readers.served == served + 1
 
 
-@pytest.fixture
-def follower_server(settings: Settings) -> Iterator[LiveServer]:
-    """A second API process's worth of parts on the same store, running no projectors:
-    it learns of the read models only by looking at their positions."""
-    services: Services = bootstrap(settings)
-    server = LiveServer(services)
-    server.start()
-    yield server
-    server.stop()
-    services.close()
-
-
 def test_a_token_read_shows_writes_made_through_another_process(
         http: httpx.Client, services: Services, follower_server: LiveServer) -> None:
     """A script with a token, naming no position, writes through one process and reads
